@@ -1,0 +1,55 @@
+"""Backend registry: name -> factory. Heavy libraries are imported inside each factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..config import Config
+from ..errors import BackendUnavailable, ConfigError
+from .base import Backend, Generation, Request
+
+__all__ = ["Backend", "Generation", "Request", "create", "names"]
+
+
+def _transformers(cfg: Config, device: str) -> Backend:
+    try:
+        import peft  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"the transformers backend needs torch, transformers and peft ({exc.name} is missing); run `uv sync`"
+        ) from None
+    from .hf import TransformersBackend
+
+    return TransformersBackend(cfg, device=device)
+
+
+def _replay(cfg: Config, device: str) -> Backend:
+    from .replay import ReplayBackend
+
+    return ReplayBackend(cfg)
+
+
+_REGISTRY: dict[str, Callable[[Config, str], Backend]] = {
+    "transformers": _transformers,
+    "replay": _replay,
+}
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def create(cfg: Config, *, device: str = "auto") -> Backend:
+    """The configured backend, or a clear error naming the valid ones."""
+    factory = _REGISTRY.get(cfg.model.backend)
+    if factory is None:
+        import difflib
+
+        close = difflib.get_close_matches(cfg.model.backend, names(), n=1)
+        hint = f' (did you mean "{close[0]}"?)' if close else ""
+        raise ConfigError(
+            f'model.backend = "{cfg.model.backend}" is not a backend{hint}; choose one of: {", ".join(names())}'
+        )
+    return factory(cfg, device)

@@ -1,0 +1,365 @@
+"""transformers + peft backend: the base is loaded ONCE, every adapter is attached to it.
+
+- adapters: `PeftModel.from_pretrained` for the first, `load_adapter` for the others, each under its
+  variant name; `set_adapter(name)` selects one, base answers come from `disable_adapter()`.
+- batches: prompts sorted by token length, the same batches for every variant, left padding,
+  attention mask, a fresh greedy GenerationConfig (no sampling parameter left from the model's defaults).
+- CUDA: bf16, device_map, optional 4-bit NF4 (+ double quant) or 8-bit through bitsandbytes (imported
+  only then); the batch halves and retries on out-of-memory. CPU: float32.
+- Qwen3: `enable_thinking` reaches the chat template; any <think>…</think> left is stripped and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..adapters import Variant
+from ..chat import render as render_chat
+from ..chat import tools as tool_schemas
+from ..config import Config
+from ..errors import AdapterError, BackendUnavailable, ModelLoadError
+from ..fsutil import sha256_json
+from ..text import strip_thinking
+from .base import Generation, Request
+
+log = logging.getLogger(__name__)
+
+CPU_BATCH = 16
+CUDA_MAX_BATCH = 64
+
+
+def _quiet_bitsandbytes() -> None:
+    # peft imports bitsandbytes whenever it is installed; on CPU it logs a kernel warning we don't need.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def local_fingerprint(path: Path) -> dict[str, Any]:
+    """Identity of a local model folder without hashing gigabytes: config + weight names, sizes, mtimes."""
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json", ".gguf", ".jinja"))
+    listing = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files]
+    cfg = (path / "config.json").read_text(encoding="utf-8") if (path / "config.json").is_file() else ""
+    return {"files": sha256_json(listing), "config": sha256_json(cfg)}
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(self, cfg: Config, *, device: str = "auto") -> None:
+        _quiet_bitsandbytes()
+        import torch
+
+        self.cfg = cfg
+        want = device if device != "auto" else cfg.model.device
+        if want == "auto":
+            want = "cuda" if torch.cuda.is_available() else "cpu"
+        if want == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailable("--device cuda was asked but torch sees no CUDA GPU; use --device cpu or auto")
+        self.device = want
+        self.dtype_name = self._dtype_name()
+        self.quantization = cfg.model.quantization if self.device == "cuda" else "none"
+        if self.device == "cpu" and cfg.model.quantization != "none":
+            log.info("Quantization %s needs CUDA; loading %s on CPU instead.", cfg.model.quantization, self.dtype_name)
+        base = cfg.model.base
+        local = cfg.resolve(base)
+        self.base_path: str = str(local) if local.is_dir() else base
+        self.is_local = local.is_dir()
+        self.tokenizer: Any = None
+        self.model: Any = None
+        self.variants: list[Variant] = []
+        self._identity: dict[str, Any] | None = None
+        self._info: dict[str, Any] = {"device": self.device, "dtype": self.dtype_name, "quantization": self.quantization}
+        self._token_counts: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ setup
+
+    def _dtype_name(self) -> str:
+        d = self.cfg.model.dtype
+        if d != "auto":
+            return d
+        return "bfloat16" if self.device == "cuda" else "float32"
+
+    def _common_kwargs(self) -> dict[str, Any]:
+        return {"revision": self.cfg.model.revision, "trust_remote_code": self.cfg.model.trust_remote_code}
+
+    def prepare(self, variants: Sequence[Variant]) -> None:
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.variants = list(variants)
+        t0 = time.perf_counter()
+        try:
+            model_cfg = AutoConfig.from_pretrained(self.base_path, **self._common_kwargs())
+            tok = AutoTokenizer.from_pretrained(self.base_path, **self._common_kwargs())
+        except OSError as exc:
+            raise ModelLoadError(
+                f"cannot load the base model {self.cfg.model.base!r}: {str(exc).splitlines()[0]}; "
+                "check model.base (hub id or folder), your network or HF_HUB_OFFLINE, and the HF token"
+            ) from None
+        except ValueError as exc:
+            if "trust_remote_code" in str(exc):
+                raise ModelLoadError(
+                    f"{self.cfg.model.base} needs custom code from its repository; set model.trust_remote_code "
+                    "to true only if you trust it"
+                ) from None
+            raise ModelLoadError(f"cannot load the base model {self.cfg.model.base!r}: {exc}") from None
+        tok.padding_side = "left"
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        self.tokenizer = tok
+        self.model_config = model_cfg
+        base_id: dict[str, Any] = {"base": self.cfg.model.base_name or self.cfg.model.base}
+        if self.is_local:
+            base_id["fingerprint"] = local_fingerprint(Path(self.base_path))
+        else:
+            base_id["revision"] = getattr(model_cfg, "_commit_hash", None) or self.cfg.model.revision
+        self._identity = {
+            **base_id,
+            "backend": self.name,
+            "dtype": self.dtype_name,
+            "quantization": self.quantization,
+            "double_quant": self.cfg.model.double_quant if self.quantization == "4bit" else None,
+        }
+        self._info["tokenizer_load_s"] = round(time.perf_counter() - t0, 3)
+        self._info["model_type"] = getattr(model_cfg, "model_type", None)
+
+    def identity(self) -> dict[str, Any]:
+        assert self._identity is not None, "prepare() first"
+        return dict(self._identity)
+
+    def render(self, request: Request) -> str:
+        g = self.cfg.generation
+        return render_chat(
+            self.tokenizer, list(request.messages), tool_schemas=tool_schemas(self.cfg), enable_thinking=g.enable_thinking
+        )
+
+    def _load_kwargs(self) -> dict[str, Any]:
+        import torch
+
+        kw: dict[str, Any] = {**self._common_kwargs(), "dtype": getattr(torch, self.dtype_name)}
+        if self.device == "cuda":
+            kw["device_map"] = self.cfg.model.device_map
+            if self.quantization != "none":
+                try:
+                    import bitsandbytes  # noqa: F401
+                    from transformers import BitsAndBytesConfig
+                except ImportError:
+                    raise BackendUnavailable(
+                        f"quantization {self.quantization} needs bitsandbytes; install it (`uv sync`) "
+                        'or set model.quantization to "none"'
+                    ) from None
+                if self.quantization == "4bit":
+                    kw["quantization_config"] = BitsAndBytesConfig(
+                        load_in_4bit=True,
+                        bnb_4bit_quant_type="nf4",
+                        bnb_4bit_use_double_quant=self.cfg.model.double_quant,
+                        bnb_4bit_compute_dtype=getattr(torch, self.dtype_name),
+                    )
+                else:
+                    kw["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        return kw
+
+    def _load(self) -> None:
+        """Load the base once and attach every adapter to it (on the first generate())."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if self.device == "cpu":
+            log.warning("Running on CPU: fine for the demo, very slow for a large model.")
+        t0 = time.perf_counter()
+        torch.manual_seed(self.cfg.generation.seed)
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            model = AutoModelForCausalLM.from_pretrained(self.base_path, **self._load_kwargs())
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load the base model {self.cfg.model.base!r}: {str(exc).splitlines()[0]}") from None
+        except Exception as exc:
+            if _is_oom(exc):
+                raise ModelLoadError(
+                    f"out of GPU memory while loading {self.cfg.model.base}; use model.quantization \"4bit\", "
+                    "close other GPU programs, or a smaller model"
+                ) from None
+            raise
+        if self.device == "cpu":
+            model = model.to("cpu")
+        self._info["base_load_s"] = round(time.perf_counter() - t0, 3)
+        adapters = [v for v in self.variants if not v.is_base]
+        t1 = time.perf_counter()
+        for i, v in enumerate(adapters):
+            try:
+                if i == 0:
+                    from peft import PeftModel
+
+                    model = PeftModel.from_pretrained(model, str(v.path), adapter_name=v.name)
+                else:
+                    model.load_adapter(str(v.path), adapter_name=v.name)
+            except (RuntimeError, ValueError, KeyError, OSError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                if "size mismatch" in str(exc) or "shape" in str(exc).lower():
+                    raise AdapterError(
+                        f"adapter {v.path} does not fit base {self.cfg.model.base} (weight shapes differ: it was "
+                        f"trained on {v.base_model or 'another model'}); benchmark it with its own base"
+                    ) from None
+                raise AdapterError(f"cannot load adapter {v.path}: {first}; re-save or re-train it") from None
+        model.eval()
+        self._info["adapters_load_s"] = round(time.perf_counter() - t1, 3)
+        self.model = model
+
+    def _generation_config(self) -> Any:
+        from transformers import GenerationConfig
+
+        tok = self.tokenizer
+        eos = set()
+        defaults = getattr(self.model, "generation_config", None)
+        for src in (getattr(defaults, "eos_token_id", None), tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")):
+            if isinstance(src, int):
+                eos.add(src)
+            elif isinstance(src, (list, tuple)):
+                eos.update(x for x in src if isinstance(x, int))
+        eos.discard(tok.unk_token_id) if tok.unk_token_id is not None else None
+        # Explicit neutral values: generate() fills unset fields from the model's own defaults
+        # (Qwen3 ships temperature 0.6 / top_p 0.95 / top_k 20 and do_sample=True).
+        return GenerationConfig(
+            do_sample=False,
+            num_beams=1,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=50,
+            min_p=None,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            max_new_tokens=self.cfg.generation.max_new_tokens,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=sorted(eos),
+        )
+
+    # ------------------------------------------------------------------ generation
+
+    def batch_size(self, n: int) -> int:
+        bs = self.cfg.generation.batch_size
+        if bs != "auto":
+            return int(bs)
+        return max(1, min(n, CUDA_MAX_BATCH if self.device == "cuda" else CPU_BATCH))
+
+    def plan(self, requests: Sequence[Request]) -> list[list[Request]]:
+        """Length-sorted batches; the same prompts give the same batches for every variant."""
+        lengths = []
+        for r in requests:
+            text = self.render(r)
+            if text not in self._token_counts:
+                self._token_counts[text] = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            lengths.append((self._token_counts[text], r.prompt_id))
+        order = [r for _, r in sorted(zip(lengths, requests), key=lambda x: x[0])]
+        bs = self.batch_size(len(order))
+        return [order[i : i + bs] for i in range(0, len(order), bs)]
+
+    @contextlib.contextmanager
+    def _select(self, variant: Variant) -> Iterator[None]:
+        from peft import PeftModel
+
+        if variant.is_base:
+            if isinstance(self.model, PeftModel):
+                with self.model.disable_adapter():
+                    yield
+            else:
+                yield
+        else:
+            self.model.set_adapter(variant.name)
+            yield
+
+    def generate(self, variant: Variant, requests: Sequence[Request]) -> Iterator[Generation]:
+        if not requests:
+            return
+        if self.model is None:
+            self._load()
+        gen_cfg = self._generation_config()
+        for batch in self.plan(requests):
+            yield from self._run_batch(variant, batch, gen_cfg)
+
+    def _run_batch(self, variant: Variant, batch: list[Request], gen_cfg: Any) -> Iterator[Generation]:
+        """Generate one batch; on out-of-memory, halve it and retry the halves."""
+        import torch
+
+        try:
+            results = self._generate_batch(variant, batch, gen_cfg)
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            if self.device == "cuda":
+                torch.cuda.empty_cache()
+            if len(batch) == 1:
+                raise ModelLoadError(
+                    f"out of GPU memory generating one answer ({batch[0].prompt_id}); lower "
+                    "generation.max_new_tokens or use model.quantization \"4bit\""
+                ) from None
+            half = len(batch) // 2
+            log.warning("Out of memory with a batch of %d: retrying with %d.", len(batch), half)
+            yield from self._run_batch(variant, batch[:half], gen_cfg)
+            yield from self._run_batch(variant, batch[half:], gen_cfg)
+            return
+        yield from results
+
+    def _generate_batch(self, variant: Variant, batch: list[Request], gen_cfg: Any) -> list[Generation]:
+        import torch
+
+        tok = self.tokenizer
+        texts = [self.render(r) for r in batch]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        device = self.model.device if self.device == "cuda" else "cpu"
+        enc = {k: v.to(device) for k, v in enc.items()}
+        t0 = time.perf_counter()
+        with torch.inference_mode(), self._select(variant):
+            out = self.model.generate(**enc, generation_config=gen_cfg)
+        elapsed = time.perf_counter() - t0
+        if self.device == "cuda":
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            self._info["peak_gpu_memory_gib"] = round(max(peak, self._info.get("peak_gpu_memory_gib", 0.0)), 3)
+        new = out[:, enc["input_ids"].shape[1] :].cpu()
+        eos = set(gen_cfg.eos_token_id)
+        results = []
+        for req, row in zip(batch, new.tolist()):
+            stop = next((i for i, t in enumerate(row) if t in eos), None)
+            ids = row if stop is None else row[:stop]
+            text = tok.decode(ids, skip_special_tokens=True)
+            text, thinking = strip_thinking(text)
+            results.append(
+                Generation(
+                    prompt_id=req.prompt_id,
+                    variant=variant.name,
+                    response=text,
+                    tokens=len(ids),
+                    latency_s=round(elapsed, 4),
+                    truncated=stop is None and len(ids) >= gen_cfg.max_new_tokens,
+                    thinking_chars=thinking,
+                    batch_size=len(batch),
+                )
+            )
+        return results
+
+    def info(self) -> dict[str, Any]:
+        info = dict(self._info)
+        if self.device == "cuda":
+            import torch
+
+            info["gpu"] = torch.cuda.get_device_name(0)
+            info["gpu_count"] = torch.cuda.device_count()
+        return info
+
+    def close(self) -> None:
+        self.model = None
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()

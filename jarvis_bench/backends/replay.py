@@ -1,0 +1,85 @@
+"""replay backend: answers produced elsewhere, read from a JSONL file.
+
+Each line: {"id": <prompt id>, "variant": <"base" or adapter name>, "response": <text>}
+(optional: "tokens", "latency_s", "truncated", "error"). Deterministic: tests use it too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..adapters import Variant
+from ..config import Config
+from ..errors import ConfigError
+from ..fsutil import sha256_file
+from ..text import strip_thinking
+from .base import Generation, Request
+
+
+class ReplayBackend:
+    name = "replay"
+
+    def __init__(self, cfg: Config) -> None:
+        if not cfg.model.replay_file:
+            raise ConfigError('model.replay_file is required when model.backend is "replay"; set it to a JSONL file')
+        self.cfg = cfg
+        self.path: Path = cfg.resolve(cfg.model.replay_file)
+        self.answers: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def prepare(self, variants: Sequence[Variant]) -> None:
+        if not self.path.is_file():
+            raise ConfigError(f"model.replay_file: {self.path} not found; point it to the JSONL of answers")
+        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                key = (str(row["id"]), str(row["variant"]))
+                if "response" not in row and "error" not in row:
+                    raise KeyError("response")
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ConfigError(
+                    f'{self.path}:{n}: each line must be a JSON object with "id", "variant" and "response" ({exc})'
+                ) from None
+            self.answers[key] = row
+        ids = {p.id for p in self.cfg.prompts}
+        unknown = sorted({i for i, _ in self.answers} - ids)
+        if unknown:
+            raise ConfigError(f"{self.path}: unknown prompt id {unknown[0]!r} (not in the config's prompts); fix the id")
+        for v in variants:
+            missing = [i for i in sorted(ids) if (i, v.name) not in self.answers]
+            if missing:
+                raise ConfigError(
+                    f"{self.path}: variant {v.name!r} has no answer for {len(missing)} prompt(s), e.g. {missing[0]!r}; "
+                    "add them or restrict the run with --category/--limit"
+                )
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.name, "file": str(self.path), "sha256": sha256_file(self.path)}
+
+    def render(self, request: Request) -> str:
+        return json.dumps(list(request.messages), ensure_ascii=False)
+
+    def generate(self, variant: Variant, requests: Sequence[Request]) -> Iterator[Generation]:
+        for r in requests:
+            row = self.answers[(r.prompt_id, variant.name)]
+            text, thinking = strip_thinking(str(row.get("response") or ""))
+            yield Generation(
+                prompt_id=r.prompt_id,
+                variant=variant.name,
+                response=text,
+                tokens=int(row.get("tokens") or len(text.split())),
+                latency_s=float(row.get("latency_s") or 0.0),
+                truncated=bool(row.get("truncated", False)),
+                thinking_chars=thinking,
+                error=row.get("error"),
+            )
+
+    def info(self) -> dict[str, Any]:
+        return {"device": "none", "replay_file": str(self.path)}
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,36 @@
+"""Turning a prompt spec into chat messages and a rendered prompt (shared by backends and training)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import Config, PromptSpec
+
+
+def messages(cfg: Config, prompt: PromptSpec | str) -> list[dict[str, str]]:
+    text = prompt if isinstance(prompt, str) else prompt.prompt
+    msgs = []
+    if cfg.generation.system_prompt:
+        msgs.append({"role": "system", "content": cfg.generation.system_prompt})
+    msgs.append({"role": "user", "content": text})
+    return msgs
+
+
+def tools(cfg: Config) -> list[dict[str, Any]] | None:
+    """The tool catalog in the OpenAI/Hermes schema, or None when the config leaves it out."""
+    return [t.to_openai() for t in cfg.tools] if cfg.generation.include_tools else None
+
+
+def render(tokenizer: Any, msgs: list[dict[str, str]], *, tool_schemas: list[dict[str, Any]] | None,
+           enable_thinking: bool) -> str:
+    """Apply the tokenizer's chat template; `enable_thinking` reaches templates that read it (Qwen3)."""
+    if not getattr(tokenizer, "chat_template", None):
+        from .errors import ModelLoadError
+
+        raise ModelLoadError(
+            f"the tokenizer of {getattr(tokenizer, 'name_or_path', 'the model')} has no chat template; "
+            "use an instruct/chat model"
+        )
+    return tokenizer.apply_chat_template(
+        msgs, tools=tool_schemas, add_generation_prompt=True, tokenize=False, enable_thinking=enable_thinking
+    )

@@ -1,0 +1,27 @@
+"""`jarvis-bench <command>`: the console script; each command is also a root script."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "benchmark": ("jarvis_bench.commands.benchmark", "generate and score base vs adapters (benchmark.py)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        lines = [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
+        print("usage: jarvis-bench <command> [options]\n\ncommands:\n" + "\n".join(lines), file=sys.stderr)
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"error: unknown command {argv[0]!r}", file=sys.stderr)
+            return 2
+        return 0 if argv else 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return module.main(argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""What every entry point shares: logging setup and turning errors into one line + exit code."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from .errors import EXIT_INTERRUPTED, JarvisBenchError
+
+
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if verbose else "%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("jarvis_bench").setLevel(level)
+    for noisy in ("bitsandbytes", "transformers", "peft", "accelerate", "sentence_transformers", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        import transformers.utils.logging as tl
+
+        tl.set_verbosity_error()
+        tl.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def guarded(body: Callable[[], int], *, debug: bool = False) -> int:
+    """Run `body`; a user-facing error becomes one line on stderr and its exit code."""
+    try:
+        return body()
+    except JarvisBenchError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED

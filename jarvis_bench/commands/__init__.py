@@ -1,0 +1,1 @@
+"""The scripts' implementations: each module has build_parser() and main(argv) -> int."""

@@ -1,0 +1,189 @@
+"""Run the benchmark: generate every prompt with the base and each LoRA adapter, write the results.
+
+Examples:
+    uv run python benchmark.py --demo                       # embedded demo, offline, CPU
+    uv run python benchmark.py                              # benchmark_config.json (Qwen3-30B-A3B + newest output/*/final)
+    uv run python benchmark.py --adapter output/run-7/final --adapter output/run-9/final
+    uv run python benchmark.py --all-checkpoints --category tool_routing --limit 5
+    uv run python benchmark.py --demo --no-cache --output-dir results/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, ConfigError
+
+log = logging.getLogger("jarvis_bench.benchmark")
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return n
+
+
+def _batch(value: str) -> str | int:
+    return "auto" if value == "auto" else _positive(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="benchmark.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config", type=Path, help="config file (default: ./benchmark_config.json)")
+    p.add_argument("--demo", action="store_true",
+                   help="use the embedded demo model and adapter (offline, CPU); keeps the config's prompts")
+    p.add_argument("--model", help="base model: hub id or local folder (overrides model.base)")
+    p.add_argument("--adapter", action="append", type=Path, metavar="PATH",
+                   help="LoRA adapter folder to compare (repeatable; overrides model.adapters)")
+    p.add_argument("--all-checkpoints", action="store_true", help="every <adapters_dir>/*/final in one run")
+    p.add_argument("--backend", help="generation backend (overrides model.backend)")
+    p.add_argument("--max-new-tokens", type=_positive, help="generation limit per answer")
+    p.add_argument("--batch-size", type=_batch, help='prompts per batch, or "auto"')
+    p.add_argument("--limit", type=_positive, metavar="N", help="only the first N prompts (after --category)")
+    p.add_argument("--category", action="append", metavar="NAME", help="only this category (repeatable)")
+    p.add_argument("--output-dir", type=Path, default=Path("results"), help="where results go (default: results/)")
+    p.add_argument("--no-cache", action="store_true", help="regenerate every answer (ignore and skip the cache)")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default=None, help="where to run (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="warnings and errors only; no progress bar")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _apply_overrides(cfg: Any, args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from .. import demo
+
+    if args.demo:
+        cfg = demo.apply(cfg, all_checkpoints=args.all_checkpoints)
+    updates: list[tuple[str, str, Any, Any]] = []  # (flag, section, field, value)
+    if args.model:
+        updates += [("--model", "model", "base", args.model), ("--model", "model", "base_name", None)]
+    if args.adapter:
+        updates.append(("--adapter", "model", "adapters", [str(p.expanduser().resolve()) for p in args.adapter]))
+    elif args.all_checkpoints:
+        updates.append(("--all-checkpoints", "model", "adapters", "all"))
+    if args.backend:
+        updates.append(("--backend", "model", "backend", args.backend))
+    if args.device:
+        updates.append(("--device", "model", "device", args.device))
+    if args.max_new_tokens:
+        updates.append(("--max-new-tokens", "generation", "max_new_tokens", args.max_new_tokens))
+    if args.batch_size:
+        updates.append(("--batch-size", "generation", "batch_size", args.batch_size))
+    for flag, section, field, value in updates:
+        try:
+            setattr(getattr(cfg, section), field, value)
+        except ValidationError as exc:
+            raise ConfigError(f"{flag} {value!r}: {exc.errors()[0]['msg']}") from None
+    return cfg
+
+
+def select_prompts(cfg: Any, categories: list[str] | None, limit: int | None) -> list[Any]:
+    prompts = list(cfg.prompts)
+    if categories:
+        unknown = [c for c in categories if c not in cfg.categories]
+        if unknown:
+            raise ConfigError(
+                f"--category {unknown[0]!r} has no prompts; choose among: {', '.join(cfg.categories)}"
+            )
+        prompts = [p for p in prompts if p.category in categories]
+    if limit is not None:
+        prompts = prompts[:limit]
+    return prompts
+
+
+def _summary(data: dict[str, Any], path: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    meta = data["metadata"]
+    table = Table(title=f"jarvis-bench · {meta['base_model']} · {meta.get('device')}", title_justify="left")
+    for col in ("variant", "answers", "cache", "errors", "truncated", "generation (s)", "tokens/s"):
+        table.add_column(col, justify="right" if col != "variant" else "left")
+    for name, t in meta["timings"]["per_variant"].items():
+        table.add_row(
+            name, str(t["answers"]), str(t["from_cache"]), str(t["errors"]), str(t["truncated"]),
+            f"{t['generation_s']:.1f}" if t["generation_s"] is not None else "-",
+            f"{t['tokens_per_s']:.1f}" if t["tokens_per_s"] else "-",
+        )
+    console = Console(stderr=False)
+    console.print(table)
+    console.print(f"Results: {path}  (total {meta['timings']['total_s']:.1f}s)")
+
+
+def run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from .. import adapters, backends, config, results, runner
+    from ..cache import GenerationCache
+
+    t0 = time.perf_counter()
+    cfg_path = args.config or config.default_config_path()
+    cfg = _apply_overrides(config.load(cfg_path), args)
+    prompts = select_prompts(cfg, args.category, args.limit)
+    variants = adapters.discover(cfg)
+    log.info(
+        "Base: %s · variants: %s · %d prompts · %s backend",
+        cfg.model.base_name or cfg.model.base, ", ".join(v.name for v in variants), len(prompts), cfg.model.backend,
+    )
+    out_dir = args.output_dir.expanduser().resolve()
+    _check_writable(out_dir)
+    backend = backends.create(cfg, device=args.device or "auto")
+    t_prep = time.perf_counter()
+    backend.prepare(variants)
+    prepare_s = time.perf_counter() - t_prep
+    cache = None if args.no_cache else GenerationCache()
+    try:
+        outcome = runner.run(cfg, backend, variants, prompts, out_dir=out_dir, cache=cache,
+                             progress=not args.quiet)
+    finally:
+        if cache is not None:
+            cache.close()
+    info = backend.info()
+    backend.close()
+    timings = {
+        "prepare_s": round(prepare_s, 3),
+        "total_s": round(time.perf_counter() - t0, 3),
+    }
+    data = results.build(cfg, variants, prompts, outcome, backend_info=info, timings=timings, argv=argv)
+    path = results.write(out_dir, data)
+    if not args.quiet:
+        _summary(data, path)
+    if outcome.interrupted:
+        print(f"interrupted: {len(outcome.generations)} finished answers kept ({path}); "
+              "rerun the same command to generate only the missing ones.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if outcome.timed_out:
+        print(f"error: generation.timeout_s reached; {outcome.missing} answers missing, finished ones kept in {path}. "
+              "Raise generation.timeout_s or rerun to finish.", file=sys.stderr)
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
+def _check_writable(out_dir: Path) -> None:
+    import os
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--output-dir {out_dir}: cannot create it ({exc.strerror}); choose a writable folder") from None
+    if not os.access(out_dir, os.W_OK):
+        raise ConfigError(f"--output-dir {out_dir} is not writable; choose a writable folder")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..clitools import guarded, setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(quiet=args.quiet)
+    return guarded(lambda: run(args, argv if argv is not None else sys.argv[1:]), debug=args.debug)

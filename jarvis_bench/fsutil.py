@@ -1,0 +1,88 @@
+"""The only file-writing helpers: atomic writes, flushed JSONL appends, cache location, hashing."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+CACHE_ENV = "JARVIS_BENCH_CACHE"
+
+
+def cache_root() -> Path:
+    """Where jarvis-bench caches the demo model and generations ($JARVIS_BENCH_CACHE overrides)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("jarvis-bench", appauthor=False))
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `dest`; it replaces `dest` only if the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or dest.suffix, dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def atomic_write_text(dest: str | Path, text: str) -> None:
+    with atomic_path(dest) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def atomic_write_json(dest: str | Path, data: Any) -> None:
+    atomic_write_text(dest, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
+    """Append one record and flush it to disk (an interrupted run keeps every finished line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8", newline="\n") as fh:
+        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read a JSONL file, skipping a torn last line (from a killed writer)."""
+    out: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_json(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

@@ -1,0 +1,118 @@
+"""Assemble and write results/benchmark_results.json (atomically)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .adapters import Variant
+from .config import Config, PromptSpec
+from .fsutil import atomic_write_json
+from .runner import RunOutcome
+
+RESULTS_FILE = "benchmark_results.json"
+SCHEMA_VERSION = 1
+_PACKAGES = ("jarvis-bench", "torch", "transformers", "peft", "accelerate", "bitsandbytes", "sentence-transformers")
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _variant_timing(outcome: RunOutcome, name: str) -> dict[str, Any]:
+    gens = [g for (pid, v), g in outcome.generations.items() if v == name]
+    fresh = [g for g in gens if not g.cached and not g.error]
+    seconds = outcome.seconds_per_variant.get(name)
+    tokens = sum(g.tokens for g in fresh)
+    return {
+        "answers": len(gens),
+        "from_cache": sum(g.cached for g in gens),
+        "errors": sum(bool(g.error) for g in gens),
+        "truncated": sum(g.truncated for g in gens),
+        "thinking_stripped": sum(g.thinking_chars > 0 for g in gens),
+        "generation_s": seconds,
+        "generated_tokens": tokens,
+        "tokens_per_s": round(tokens / seconds, 2) if seconds and tokens else None,
+    }
+
+
+def build(
+    cfg: Config,
+    variants: Sequence[Variant],
+    prompts: Sequence[PromptSpec],
+    outcome: RunOutcome,
+    *,
+    backend_info: dict[str, Any],
+    timings: dict[str, float],
+    argv: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    adapters = [v for v in variants if not v.is_base]
+    metadata_block = {
+        "schema_version": SCHEMA_VERSION,
+        "base_model": cfg.model.base_name or cfg.model.base,
+        "base_model_source": cfg.model.base,
+        "revision": cfg.model.revision,
+        "lora_adapter": str(adapters[0].path) if adapters else None,  # the seed's key: the primary adapter
+        "primary_variant": adapters[0].name if adapters else None,
+        "adapters": [v.describe() for v in adapters],
+        "variants": [v.name for v in variants],
+        "backend": cfg.model.backend,
+        **{k: v for k, v in backend_info.items()},
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "config_file": str(cfg.source) if cfg.source else None,
+        "config_sha256": cfg.content_hash(),
+        "generation": cfg.generation.model_dump(mode="json"),
+        "versions": versions(),
+        "platform": {"system": platform.system(), "machine": platform.machine(), "python": sys.version.split()[0]},
+        "command": list(argv) if argv is not None else None,
+        "n_prompts": len(prompts),
+        "categories": list(dict.fromkeys(p.category for p in prompts)),
+        "complete": outcome.missing == 0,
+        "timed_out": outcome.timed_out,
+        "interrupted": outcome.interrupted,
+        "missing_answers": outcome.missing,
+        "timings": {
+            **timings,
+            "per_variant": {v.name: _variant_timing(outcome, v.name) for v in variants},
+        },
+    }
+    results = []
+    for p in prompts:
+        entry: dict[str, Any] = {
+            "id": p.id,
+            "category": p.category,
+            "prompt": p.prompt,
+            "expected_tool": p.expected_tool,
+            "variants": {},
+        }
+        for v in variants:
+            g = outcome.generations.get((p.id, v.name))
+            if g is None:
+                continue
+            entry["variants"][v.name] = {
+                "response": g.response,
+                "tokens": g.tokens,
+                "latency_s": g.latency_s,
+                "truncated": g.truncated,
+                "thinking_chars": g.thinking_chars,
+                "error": g.error,
+            }
+        results.append(entry)
+    return {"metadata": metadata_block, "results": results}
+
+
+def write(out_dir: Path, data: dict[str, Any]) -> Path:
+    path = out_dir / RESULTS_FILE
+    atomic_write_json(path, data)
+    return path

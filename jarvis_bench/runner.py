@@ -1,0 +1,110 @@
+"""Runner: prompts x variants -> Generation records, through the cache, appended to generations.jsonl."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import chat
+from .adapters import Variant
+from .backends.base import Backend, Generation, Request
+from .cache import GenerationCache, generation_key
+from .config import Config, PromptSpec
+from .fsutil import append_jsonl
+from .progress import Progress
+
+log = logging.getLogger(__name__)
+
+GENERATIONS_FILE = "generations.jsonl"
+
+
+@dataclass
+class RunOutcome:
+    generations: dict[tuple[str, str], Generation]  # (prompt id, variant) -> answer
+    seconds_per_variant: dict[str, float] = field(default_factory=dict)
+    generated: int = 0  # answers produced by the backend in this run
+    from_cache: int = 0
+    timed_out: bool = False
+    interrupted: bool = False
+    missing: int = 0
+
+
+def params(cfg: Config) -> dict[str, Any]:
+    """Generation parameters that belong in the cache key."""
+    g = cfg.generation
+    return {"max_new_tokens": g.max_new_tokens, "greedy": True, "enable_thinking": g.enable_thinking}
+
+
+def run(
+    cfg: Config,
+    backend: Backend,
+    variants: Sequence[Variant],
+    prompts: Sequence[PromptSpec],
+    *,
+    out_dir: Path,
+    cache: GenerationCache | None,
+    progress: bool = True,
+) -> RunOutcome:
+    """Answer every prompt with every variant. Finished answers are flushed to disk one by one,
+    so an interruption (KeyboardInterrupt propagates after this returns partial state) loses nothing."""
+    requests = [Request(p.id, tuple(chat.messages(cfg, p))) for p in prompts]
+    identity = backend.identity()
+    gen_params = params(cfg)
+    keys = {(r.prompt_id, v.name): generation_key(identity, v.content_hash, backend.render(r), gen_params)
+            for v in variants for r in requests}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jsonl = out_dir / GENERATIONS_FILE
+    jsonl.unlink(missing_ok=True)
+    outcome = RunOutcome(generations={})
+    deadline = time.monotonic() + cfg.generation.timeout_s if cfg.generation.timeout_s else None
+    total = len(requests) * len(variants)
+
+    def record(gen: Generation) -> None:
+        outcome.generations[(gen.prompt_id, gen.variant)] = gen
+        append_jsonl(jsonl, {**gen.to_dict(), "key": keys[(gen.prompt_id, gen.variant)]})
+
+    with Progress(total=total, enabled=progress, description="Génération") as bar:
+        try:
+            for v in variants:
+                todo = []
+                for r in requests:
+                    hit = cache.get(keys[(r.prompt_id, v.name)]) if cache else None
+                    if hit is not None:
+                        hit.variant = v.name
+                        record(hit)
+                        outcome.from_cache += 1
+                        bar.advance()
+                    else:
+                        todo.append(r)
+                if not todo:
+                    continue
+                if deadline is not None and time.monotonic() >= deadline:
+                    outcome.timed_out = True
+                    break
+                bar.describe(f"Génération · {v.name}")
+                t0 = time.perf_counter()
+                for gen in backend.generate(v, todo):
+                    record(gen)
+                    if cache is not None:
+                        cache.put(keys[(gen.prompt_id, v.name)], gen)
+                    outcome.generated += 1
+                    bar.advance()
+                    if deadline is not None and time.monotonic() >= deadline:
+                        outcome.timed_out = True
+                        break
+                outcome.seconds_per_variant[v.name] = round(time.perf_counter() - t0, 3)
+                if outcome.timed_out:
+                    break
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+    outcome.missing = total - len(outcome.generations)
+    if outcome.timed_out:
+        log.warning(
+            "generation.timeout_s (%ss) reached: %d answers kept, %d missing; rerun to finish them.",
+            cfg.generation.timeout_s, len(outcome.generations), outcome.missing,
+        )
+    return outcome

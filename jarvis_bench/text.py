@@ -1,0 +1,55 @@
+"""French text helpers shared by scoring and the training-data leakage check."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
+_SPACES = re.compile(r"\s+")
+_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
+
+
+def fold(text: str) -> str:
+    """Lower-case and strip accents ("Écran" -> "ecran"); œ/æ are expanded."""
+    text = text.lower().replace("œ", "oe").replace("æ", "ae").replace("’", "'")
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def normalize(text: str) -> str:
+    """fold(), punctuation to spaces, whitespace collapsed: for matching words, not for display."""
+    return _SPACES.sub(" ", _PUNCT.sub(" ", fold(text))).strip()
+
+
+def strip_thinking(text: str) -> tuple[str, int]:
+    """Remove <think>…</think> blocks (and an unterminated trailing one).
+
+    Returns the answer without them and the number of characters removed (0 = none).
+    A stray closing tag (the template opened the block in the prompt) drops what precedes it.
+    """
+    removed = 0
+    if "</think>" in text and "<think>" not in text.split("</think>", 1)[0]:
+        head, text = text.split("</think>", 1)
+        removed += len(head) + len("</think>")
+
+    def _drop(m: re.Match[str]) -> str:
+        nonlocal removed
+        removed += len(m.group(0))
+        return ""
+
+    text = _THINK.sub(_drop, text)
+    return text.strip(), removed
+
+
+def overlaps(candidate: str, protected: Iterable[str], threshold: float = 90.0) -> bool:
+    """True when `candidate` contains a protected prompt (normalised) or is a fuzzy near-copy of one."""
+    from rapidfuzz import fuzz
+
+    cand = normalize(candidate)
+    for p in protected:
+        norm = normalize(p)
+        if norm and (norm in cand or fuzz.ratio(cand, norm) >= threshold):
+            return True
+    return False
