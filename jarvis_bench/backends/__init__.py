@@ -12,14 +12,13 @@ __all__ = ["Backend", "Generation", "Request", "create", "names"]
 
 
 def _transformers(cfg: Config, device: str) -> Backend:
-    try:
-        import peft  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as exc:
+    import importlib.util
+
+    missing = [m for m in ("torch", "transformers", "peft") if importlib.util.find_spec(m) is None]
+    if missing:
         raise BackendUnavailable(
-            f"the transformers backend needs torch, transformers and peft ({exc.name} is missing); run `uv sync`"
-        ) from None
+            f"the transformers backend needs torch, transformers and peft ({', '.join(missing)} missing); run `uv sync`"
+        )
     from .hf import TransformersBackend
 
     return TransformersBackend(cfg, device=device)

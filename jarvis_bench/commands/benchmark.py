@@ -131,6 +131,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     cfg_path = args.config or config.default_config_path()
     cfg = _apply_overrides(config.load(cfg_path), args)
     prompts = select_prompts(cfg, args.category, args.limit)
+    backend = backends.create(cfg, device=args.device or "auto")
     variants = adapters.discover(cfg)
     log.info(
         "Base: %s · variants: %s · %d prompts · %s backend",
@@ -138,7 +139,6 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     )
     out_dir = args.output_dir.expanduser().resolve()
     _check_writable(out_dir)
-    backend = backends.create(cfg, device=args.device or "auto")
     t_prep = time.perf_counter()
     backend.prepare(variants)
     prepare_s = time.perf_counter() - t_prep

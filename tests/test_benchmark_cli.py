@@ -1,0 +1,177 @@
+"""benchmark.py end to end: the demo, the cache, resume after an interruption, bad flags, replay."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from jarvis_bench import config
+from jarvis_bench.backends.hf import TransformersBackend
+from jarvis_bench.commands import benchmark
+
+from .conftest import CONFIG, ROOT, write_config
+
+
+def test_demo_end_to_end(demo_run):
+    assert demo_run["code"] == 0
+    data = demo_run["data"]
+    meta = data["metadata"]
+    assert meta["variants"] == ["base", "jarvis-demo"] and meta["primary_variant"] == "jarvis-demo"
+    assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert len(meta["adapters"][0]["sha256"]) == 64 and meta["adapters"][0]["rank"] >= 1
+    assert meta["device"] == "cpu" and meta["dtype"] == "float32" and meta["quantization"] == "none"
+    assert meta["versions"]["transformers"] and meta["versions"]["peft"] and len(meta["config_sha256"]) == 64
+    assert meta["complete"] is True and meta["missing_answers"] == 0
+    per = meta["timings"]["per_variant"]
+    assert per["base"]["answers"] == 30 and per["jarvis-demo"]["answers"] == 30
+    assert meta["timings"]["total_s"] > 0 and "base_load_s" in meta
+    assert len(data["results"]) == 30
+    cats = {r["category"] for r in data["results"]}
+    assert cats == {"commandes_vocales", "corrections_vocales", "tool_routing"}
+    for r in data["results"]:
+        assert set(r["variants"]) == {"base", "jarvis-demo"}
+        for v in r["variants"].values():
+            assert v["response"].strip() and v["error"] is None and v["tokens"] > 0
+            assert set(v) >= {"response", "tokens", "latency_s", "truncated", "error"}
+    lines = (demo_run["out"] / "generations.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 60
+
+
+def test_demo_adapter_routes_tools_and_base_does_not(demo_run):
+    """The demo must show a real effect: the adapter emits tool calls, the base hardly ever does."""
+    tool = {"base": 0, "jarvis-demo": 0}
+    for r in demo_run["data"]["results"]:
+        for name, v in r["variants"].items():
+            if r["expected_tool"] and f'"name": "{r["expected_tool"]}"' in v["response"]:
+                tool[name] += 1
+    assert tool["jarvis-demo"] >= 10 and tool["base"] <= 2, tool
+
+
+def test_rerun_is_served_from_the_cache(demo_run, tmp_path, monkeypatch):
+    def boom(self, variant, requests):
+        raise AssertionError(f"generate() called for {variant.name} with {len(requests)} prompts")
+
+    monkeypatch.setattr(TransformersBackend, "generate", boom)
+    code = benchmark.main(["--demo", "--output-dir", str(tmp_path), "--quiet"])
+    assert code == 0
+    data = json.loads((tmp_path / "benchmark_results.json").read_text(encoding="utf-8"))
+    per = data["metadata"]["timings"]["per_variant"]
+    assert per["base"]["from_cache"] == 30 and per["jarvis-demo"]["from_cache"] == 30
+    assert [r["variants"] for r in data["results"]] == [r["variants"] for r in demo_run["data"]["results"]]
+
+
+def test_no_cache_regenerates(demo_run, tmp_path, monkeypatch):
+    calls = []
+    real = TransformersBackend.generate
+
+    def counting(self, variant, requests):
+        calls.append(len(requests))
+        yield from real(self, variant, requests)
+
+    monkeypatch.setattr(TransformersBackend, "generate", counting)
+    code = benchmark.main(["--demo", "--no-cache", "--limit", "2", "--max-new-tokens", "16", "--output-dir",
+                           str(tmp_path), "--quiet"])
+    assert code == 0 and calls == [2, 2]
+
+
+def test_interrupted_run_resumes_without_regenerating(demo_base, tmp_path, monkeypatch):
+    real = TransformersBackend.generate
+    args = ["--demo", "--category", "tool_routing", "--max-new-tokens", "24", "--batch-size", "2",
+            "--output-dir", str(tmp_path), "--quiet"]
+
+    def interrupted(self, variant, requests):
+        for i, gen in enumerate(real(self, variant, requests)):
+            if variant.name == "jarvis-demo" and i == 4:
+                raise KeyboardInterrupt
+            yield gen
+
+    monkeypatch.setattr(TransformersBackend, "generate", interrupted)
+    assert benchmark.main(args) == 130
+    partial = json.loads((tmp_path / "benchmark_results.json").read_text(encoding="utf-8"))
+    assert partial["metadata"]["complete"] is False and partial["metadata"]["interrupted"] is True
+    assert partial["metadata"]["missing_answers"] == 6
+    kept = {(r["id"], v): a["response"] for r in partial["results"] for v, a in r["variants"].items()}
+    assert len(kept) == 14
+
+    asked = []
+
+    def counting(self, variant, requests):
+        asked.extend((r.prompt_id, variant.name) for r in requests)
+        yield from real(self, variant, requests)
+
+    monkeypatch.setattr(TransformersBackend, "generate", counting)
+    assert benchmark.main(args) == 0
+    assert len(asked) == 6 and not set(asked) & set(kept)
+    final = json.loads((tmp_path / "benchmark_results.json").read_text(encoding="utf-8"))
+    assert final["metadata"]["complete"] is True
+    done = {(r["id"], v): a["response"] for r in final["results"] for v, a in r["variants"].items()}
+    assert len(done) == 20 and all(done[k] == kept[k] for k in kept)
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--category", "meteo"], "--category 'meteo' has no prompts; choose among: commandes_vocales"),
+        (["--adapter", "/nonexistent/run/final"], "adapter folder not found: /nonexistent/run/final"),
+        (["--backend", "transformer"], 'did you mean "transformers"'),
+        (["--config", "/nonexistent/cfg.json"], "config file not found: /nonexistent/cfg.json"),
+    ],
+)
+def test_bad_flags_give_one_line_and_exit_2(argv, fragment, tmp_path, capsys):
+    code = benchmark.main([*argv, "--output-dir", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_limit_zero_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        benchmark.main(["--limit", "0"])
+    assert info.value.code == 2 and "--limit: 0 must be at least 1" in capsys.readouterr().err
+
+
+def _replay_setup(tmp_path, config_data, variants=("base",)):
+    rows = []
+    for p in config_data["prompts"]:
+        for v in variants:
+            rows.append({"id": p["id"], "variant": v, "response": f"<think>hmm</think>{v} répond à {p['prompt']}"})
+    (tmp_path / "answers.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    data = json.loads(json.dumps(config_data))
+    data["model"].update({"backend": "replay", "replay_file": "answers.jsonl", "adapters": "auto"})
+    return write_config(tmp_path / "cfg.json", data)
+
+
+def test_base_only_run_with_replay_backend(tmp_path, config_data, caplog):
+    cfg = _replay_setup(tmp_path, config_data)
+    out = tmp_path / "res"
+    assert benchmark.main(["--config", str(cfg), "--output-dir", str(out), "--quiet"]) == 0
+    data = json.loads((out / "benchmark_results.json").read_text(encoding="utf-8"))
+    assert data["metadata"]["variants"] == ["base"] and data["metadata"]["lora_adapter"] is None
+    first = data["results"][0]["variants"]["base"]
+    assert first["response"] == "base répond à ouvre chrome" and first["thinking_chars"] == len("<think>hmm</think>")
+
+
+def test_replay_missing_variant_is_a_clear_error(tmp_path, config_data, capsys):
+    from .test_adapters import make_adapter
+
+    cfg = _replay_setup(tmp_path, config_data)
+    make_adapter(tmp_path / "output" / "run-1" / "final")
+    assert benchmark.main(["--config", str(cfg), "--output-dir", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "variant 'run-1' has no answer for 30 prompt(s)" in capsys.readouterr().err
+
+
+def test_root_script_help_is_a_thin_door():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmark.py"), "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "--demo" in proc.stdout and "--all-checkpoints" in proc.stdout
+
+
+def test_console_script_lists_commands():
+    from jarvis_bench import cli
+
+    assert cli.main(["nope"]) == 2
+    assert cli.main(["benchmark", "--category", "x", "--config", str(CONFIG), "--quiet"]) == 2
+    assert config.load(CONFIG)  # untouched

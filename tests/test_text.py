@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+
+from jarvis_bench.text import fold, normalize, overlaps, strip_thinking
+
+
+@pytest.mark.parametrize(
+    "raw, answer, removed",
+    [
+        ("Je monte le son.", "Je monte le son.", 0),
+        ("<think>l'utilisateur veut du son</think>Je monte le son.", "Je monte le son.", 40),
+        ("<think>\n\n</think>\n\nJe monte le son.", "Je monte le son.", 17),
+        ("<think>réflexion sans fin", "", 25),
+        ("raisonnement ouvert par le template</think>Réponse", "Réponse", 43),
+        ("A <think>x</think> B <think>y</think> C", "A  B  C", 32),
+    ],
+)
+def test_strip_thinking(raw, answer, removed):
+    assert strip_thinking(raw) == (answer, removed)
+
+
+def test_fold_and_normalize_french():
+    assert fold("Écran VERROUILLÉ, cœur") == "ecran verrouille, coeur"
+    assert normalize("  Quelle est   la MÉTÉO à Lyon ?! ") == "quelle est la meteo a lyon"
+
+
+def test_overlaps_exact_contained_and_fuzzy():
+    bench = ["ouvre chrome", "monte le son"]
+    assert overlaps("Ouvre Chrome !", bench)
+    assert overlaps("dis jarvis, monte le son", bench)
+    assert overlaps("ouvre chrom", bench)  # near-copy
+    assert not overlaps("lance firefox", bench)
