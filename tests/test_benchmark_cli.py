@@ -175,3 +175,30 @@ def test_console_script_lists_commands():
     assert cli.main(["nope"]) == 2
     assert cli.main(["benchmark", "--category", "x", "--config", str(CONFIG), "--quiet"]) == 2
     assert config.load(CONFIG)  # untouched
+
+
+def test_demo_statistics_equal_the_per_prompt_means(demo_run):
+    data = demo_run["data"]
+    st = data["statistics"]
+    rows = data["results"]
+
+    def mean(variant, key):
+        return round(sum(r["variants"][variant]["metrics"][key] for r in rows) / len(rows), 4)
+
+    assert st["primary"] == "jarvis-demo"
+    assert st["avg_relevance_base"] == mean("base", "relevance")
+    assert st["avg_relevance_finetuned"] == mean("jarvis-demo", "relevance")
+    assert st["avg_keyword_match_base"] == mean("base", "keyword_hits")
+    assert st["avg_keyword_match_finetuned"] == mean("jarvis-demo", "keyword_hits")
+    cos = [r["variants"]["jarvis-demo"]["metrics"]["cosine_to_base"] for r in rows]
+    assert st["avg_cosine_similarity"] == round(sum(cos) / len(cos), 4) and -1 <= st["avg_cosine_similarity"] <= 1
+    assert all(r["variants"]["base"]["metrics"]["cosine_to_base"] is None for r in rows)
+    assert all(r["variants"]["base"]["metrics"]["cosine_to_reference"] is not None for r in rows)
+    cmp = st["comparisons"]["jarvis-demo"]
+    assert cmp["verdict"]["level"] in {"GOOD", "MODERATE", "INSUFFICIENT"}
+    assert cmp["overall"]["relevance"]["delta"] > 0 and cmp["overall"]["relevance"]["ci_low"] > 0
+    assert set(data["by_category"]) == {"commandes_vocales", "corrections_vocales", "tool_routing"}
+    assert data["by_category"]["tool_routing"]["jarvis-demo"]["relevance"] == round(
+        sum(r["variants"]["jarvis-demo"]["metrics"]["relevance"] for r in rows if r["category"] == "tool_routing") / 10, 4)
+    flips = (demo_run["out"] / "flips.csv").read_text(encoding="utf-8").splitlines()
+    assert len(flips) == 31 and flips[0].startswith("adapter,id,category")

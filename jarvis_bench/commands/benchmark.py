@@ -21,6 +21,8 @@ from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, ConfigError
 
 log = logging.getLogger("jarvis_bench.benchmark")
 
+FLIPS_FILE = "flips.csv"
+
 
 def _positive(value: str) -> int:
     try:
@@ -118,13 +120,47 @@ def _summary(data: dict[str, Any], path: Path) -> None:
             f"{t['generation_s']:.1f}" if t["generation_s"] is not None else "-",
             f"{t['tokens_per_s']:.1f}" if t["tokens_per_s"] else "-",
         )
-    console = Console(stderr=False)
+    console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(table)
     console.print(f"Results: {path}  (total {meta['timings']['total_s']:.1f}s)")
 
 
+def console_report(data: dict[str, Any]) -> None:
+    """Per category, base vs each adapter: relevance, delta, CI; then the verdict line."""
+    from rich.console import Console
+    from rich.table import Table
+
+    st = data["statistics"]
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    for name, cmp in st["comparisons"].items():
+        if "verdict" not in cmp:
+            continue
+        table = Table(title=f"Pertinence JARVIS · base vs {name}", title_justify="left")
+        for col in ("catégorie", "n", "base", name, "delta", "IC 95 %", "p", "outil base→ft"):
+            table.add_column(col, justify="left" if col == "catégorie" else "right")
+        rows = [*cmp["by_category"].items(), ("GLOBAL", cmp["overall"])]
+        for cat, c in rows:
+            r = c["relevance"]
+            tool = c.get("tool_correct")
+            table.add_row(
+                cat, str(r["n"]), f"{r['mean_base']:.3f}", f"{r['mean_finetuned']:.3f}", f"{r['delta']:+.3f}",
+                f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]", f"{r['p_value']:.3g}",
+                f"{tool['mean_base']:.0%}→{tool['mean_finetuned']:.0%}" if tool else "-",
+            )
+        console.print(table)
+        v = cmp["verdict"]
+        unit = "%" if v["relevance_gain_unit"] == "percent" else " pts"
+        sig = "significatif" if v["significant"] else "NON significatif"
+        console.print(
+            f"VERDICT {name}: [bold]{v['level']}[/bold] · pertinence {v['relevance_gain']:+.1f}{unit} · "
+            f"mots-clés {v['keyword_gain']:+.2f}/réponse · régressions {v['regressions']} · {sig} (p={v['p_value']:.3g})"
+        )
+    if len(st["ranking"]) > 1:
+        console.print("Classement: " + " > ".join(st["ranking"]) + f" · meilleur: {st['best_adapter']}")
+
+
 def run(args: argparse.Namespace, argv: list[str] | None) -> int:
-    from .. import adapters, backends, config, results, runner
+    from .. import adapters, analysis, backends, config, fsutil, results, runner
     from ..cache import GenerationCache
 
     t0 = time.perf_counter()
@@ -156,9 +192,18 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         "total_s": round(time.perf_counter() - t0, 3),
     }
     data = results.build(cfg, variants, prompts, outcome, backend_info=info, timings=timings, argv=argv)
-    path = results.write(out_dir, data)
+    path = results.write(out_dir, data)  # answers are safe on disk before scoring starts
+    if outcome.generations:
+        t_score = time.perf_counter()
+        analysis.evaluate(data, cfg)
+        data["metadata"]["timings"]["scoring_s"] = round(time.perf_counter() - t_score, 3)
+        data["metadata"]["timings"]["total_s"] = round(time.perf_counter() - t0, 3)
+        path = results.write(out_dir, data)
+        fsutil.atomic_write_text(out_dir / FLIPS_FILE, analysis.flips_csv(data, cfg.scoring.regression_tolerance))
     if not args.quiet:
         _summary(data, path)
+        if "statistics" in data:
+            console_report(data)
     if outcome.interrupted:
         print(f"interrupted: {len(outcome.generations)} finished answers kept ({path}); "
               "rerun the same command to generate only the missing ones.", file=sys.stderr)

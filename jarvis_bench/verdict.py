@@ -1,0 +1,93 @@
+"""The seed's verdict rule, with its thresholds from the config, plus data-driven recommendations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import ThresholdsSection
+
+GOOD, MODERATE, INSUFFICIENT = "GOOD", "MODERATE", "INSUFFICIENT"
+
+
+def decide(relevance: dict[str, Any], keyword_hits: dict[str, Any], regressions: int,
+           th: ThresholdsSection) -> dict[str, Any]:
+    """GOOD (deploy) = relevance gain > good% and keyword-hits gain > min and regressions <= max;
+    MODERATE = gain in [moderate%, good%] or above good% failing another condition; else INSUFFICIENT."""
+    gain = relevance["gain"]
+    kw_gain = keyword_hits["delta"]
+    checks = {
+        "relevance_gain": gain > th.good_relevance_gain_pct,
+        "keyword_gain": kw_gain > th.min_keyword_gain,
+        "no_regression": regressions <= th.max_regressions,
+    }
+    if all(checks.values()):
+        level = GOOD
+    elif gain >= th.moderate_relevance_gain_pct:
+        level = MODERATE
+    else:
+        level = INSUFFICIENT
+    return {
+        "level": level,
+        "relevance_gain": gain,
+        "relevance_gain_unit": relevance["gain_unit"],
+        "keyword_gain": kw_gain,
+        "regressions": regressions,
+        "checks": checks,
+        "significant": relevance["significant"],
+        "p_value": relevance["p_value"],
+        "ci": [relevance["ci_low"], relevance["ci_high"]],
+        "min_detectable_delta": relevance["min_detectable_delta"],
+    }
+
+
+def _rec(code: str, fr: str, en: str) -> dict[str, str]:
+    return {"code": code, "fr": fr, "en": en}
+
+
+def recommendations(name: str, cmp: dict[str, Any], verdict: dict[str, Any], counts: dict[str, int]) -> list[dict[str, str]]:
+    """Specific advice from the data: weak categories, regressed prompts, truncation/thinking/errors, next steps."""
+    out: list[dict[str, str]] = []
+    level = verdict["level"]
+    if level == GOOD:
+        out.append(_rec("deploy", f"{name} : déployer en production, puis surveiller les réponses réelles.",
+                        f"{name}: deploy to production, then monitor real answers."))
+    elif level == MODERATE:
+        out.append(_rec("retrain_more_data", f"{name} : progrès limité — collecter plus de données JARVIS et réentraîner.",
+                        f"{name}: limited progress — collect more JARVIS data and retrain."))
+    else:
+        out.append(_rec("rethink", f"{name} : revoir la stratégie (données, hyperparamètres, epochs) avant de re-benchmarker.",
+                        f"{name}: revisit the training strategy (data, hyper-parameters, epochs) before re-benchmarking."))
+    if not verdict["significant"]:
+        mdd = verdict["min_detectable_delta"]
+        out.append(_rec(
+            "not_significant",
+            f"Gain non significatif à n={cmp['overall']['relevance']['n']} (p={verdict['p_value']:.3g}) ; "
+            f"avec ce nombre de prompts, seul un écart de pertinence ≥ {mdd} serait détectable : ajouter des prompts.",
+            f"Gain not significant at n={cmp['overall']['relevance']['n']} (p={verdict['p_value']:.3g}); this many "
+            f"prompts only detects a relevance delta ≥ {mdd}: add prompts.",
+        ))
+    cats = sorted(cmp["by_category"].items(), key=lambda kv: kv[1]["relevance"]["mean_finetuned"])
+    if cats:
+        cat, c = cats[0]
+        out.append(_rec(
+            "weakest_category",
+            f"Catégorie la plus faible : {cat} (pertinence {c['relevance']['mean_finetuned']:.2f}) — "
+            "ajouter des exemples de ce type à l'entraînement.",
+            f"Weakest category: {cat} (relevance {c['relevance']['mean_finetuned']:.2f}) — add training examples of this kind.",
+        ))
+    if cmp["regressions"]:
+        ids = ", ".join(cmp["regressions"][:8])
+        out.append(_rec("regressions", f"Régressions par rapport à la base : {ids} — vérifier ces prompts.",
+                        f"Regressions against base: {ids} — inspect these prompts."))
+    if counts.get("truncated"):
+        out.append(_rec("truncated", f"{counts['truncated']} réponses coupées à max_new_tokens : augmenter la limite "
+                        "ou entraîner des réponses plus courtes.",
+                        f"{counts['truncated']} answers hit max_new_tokens: raise the limit or train shorter answers."))
+    if counts.get("thinking"):
+        out.append(_rec("thinking", f"{counts['thinking']} réponses contenaient un bloc <think> (retiré) : vérifier "
+                        "enable_thinking.", f"{counts['thinking']} answers contained a <think> block (stripped): check "
+                        "enable_thinking."))
+    if counts.get("errors"):
+        out.append(_rec("errors", f"{counts['errors']} réponses en erreur (non notées) : relancer pour les régénérer.",
+                        f"{counts['errors']} answers failed (not scored): rerun to regenerate them."))
+    return out
