@@ -7,6 +7,7 @@ import sys
 
 COMMANDS = {
     "benchmark": ("jarvis_bench.commands.benchmark", "generate and score base vs adapters (benchmark.py)"),
+    "analyze": ("jarvis_bench.commands.analyze", "text report and charts from the results (analyze_results.py)"),
 }
 
 

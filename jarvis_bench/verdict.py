@@ -51,6 +51,15 @@ def recommendations(name: str, cmp: dict[str, Any], verdict: dict[str, Any], cou
     if level == GOOD:
         out.append(_rec("deploy", f"{name} : déployer en production, puis surveiller les réponses réelles.",
                         f"{name}: deploy to production, then monitor real answers."))
+    elif level == MODERATE and verdict["checks"]["relevance_gain"]:
+        failed = [k for k, ok in verdict["checks"].items() if not ok]
+        why_fr = {"keyword_gain": "gain de mots-clés insuffisant", "no_regression": f"{verdict['regressions']} régression(s)"}
+        why_en = {"keyword_gain": "keyword gain too small", "no_regression": f"{verdict['regressions']} regression(s)"}
+        out.append(_rec("fix_before_deploy",
+                        f"{name} : gain de pertinence net mais {', '.join(why_fr[k] for k in failed)} — corriger avant "
+                        "de déployer (données ciblées sur ces prompts).",
+                        f"{name}: clear relevance gain but {', '.join(why_en[k] for k in failed)} — fix before deploying "
+                        "(targeted data for these prompts)."))
     elif level == MODERATE:
         out.append(_rec("retrain_more_data", f"{name} : progrès limité — collecter plus de données JARVIS et réentraîner.",
                         f"{name}: limited progress — collect more JARVIS data and retrain."))

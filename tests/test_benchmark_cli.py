@@ -200,5 +200,9 @@ def test_demo_statistics_equal_the_per_prompt_means(demo_run):
     assert set(data["by_category"]) == {"commandes_vocales", "corrections_vocales", "tool_routing"}
     assert data["by_category"]["tool_routing"]["jarvis-demo"]["relevance"] == round(
         sum(r["variants"]["jarvis-demo"]["metrics"]["relevance"] for r in rows if r["category"] == "tool_routing") / 10, 4)
-    flips = (demo_run["out"] / "flips.csv").read_text(encoding="utf-8").splitlines()
-    assert len(flips) == 31 and flips[0].startswith("adapter,id,category")
+    import csv
+
+    with open(demo_run["out"] / "flips.csv", encoding="utf-8", newline="") as fh:
+        flips = list(csv.DictReader(fh))
+    assert len(flips) == 30 and {f["status"] for f in flips} <= {"improved", "regressed", "unchanged", "error"}
+    assert sum(f["status"] == "regressed" for f in flips) == len(cmp["regressions"])

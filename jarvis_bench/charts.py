@@ -1,0 +1,121 @@
+"""benchmark_charts.png: the seed's 4 panels (relevance and keywords by category, score distribution, summary)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .fsutil import atomic_path
+
+LABELS = {
+    "fr": {"rel": "Pertinence JARVIS par catégorie", "kw": "Mots-clés trouvés par catégorie (moyenne)",
+           "dist": "Distribution des scores de pertinence", "sum": "Résumé statistique", "y_rel": "pertinence (0–1)",
+           "y_kw": "mots-clés par réponse", "x_dist": "pertinence", "y_dist": "nombre de réponses",
+           "err": "barres : IC 95 % (base + delta apparié)", "suptitle": "Benchmark JARVIS — {base}"},
+    "en": {"rel": "JARVIS relevance by category", "kw": "Keywords found by category (mean)",
+           "dist": "Relevance score distribution", "sum": "Statistical summary", "y_rel": "relevance (0–1)",
+           "y_kw": "keywords per answer", "x_dist": "relevance", "y_dist": "answers",
+           "err": "bars: 95% CI (base + paired delta)", "suptitle": "JARVIS benchmark — {base}"},
+}
+
+
+def _summary_text(data: dict[str, Any], lang: str) -> str:
+    st = data["statistics"]
+    lines = []
+    for v, block in st["variants"].items():
+        o = block["overall"]
+        lines.append(f"{v}: pertinence {o['relevance']:.3f} · mots-clés {o['keyword_hits']:.2f} · outil "
+                     f"{o['tool_correct']:.0%}" if lang == "fr" else
+                     f"{v}: relevance {o['relevance']:.3f} · keywords {o['keyword_hits']:.2f} · tool "
+                     f"{o['tool_correct']:.0%}")
+    for name, cmp in st["comparisons"].items():
+        if "verdict" not in cmp:
+            continue
+        r, v = cmp["overall"]["relevance"], cmp["verdict"]
+        unit = "%" if v["relevance_gain_unit"] == "percent" else " pts"
+        sig = ("significatif" if r["significant"] else "non significatif") if lang == "fr" else (
+            "significant" if r["significant"] else "not significant")
+        lines += ["", f"{name} vs base", f"  Δ {r['delta']:+.3f}  IC95 [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+                  f"  gain {v['relevance_gain']:+.1f}{unit} · p = {r['p_value']:.3g} ({sig})",
+                  f"  V/E/D {r['wins']}/{r['ties']}/{r['losses']} · régressions {v['regressions']}" if lang == "fr"
+                  else f"  W/T/L {r['wins']}/{r['ties']}/{r['losses']} · regressions {v['regressions']}",
+                  f"  VERDICT : {v['level']}" if lang == "fr" else f"  VERDICT: {v['level']}"]
+    if st.get("cosine_note"):
+        lines.append(st["cosine_note"])
+    if st.get("avg_cosine_similarity") is not None:
+        lines += ["", f"cosinus base↔ft moyen : {st['avg_cosine_similarity']:.3f}" if lang == "fr"
+                  else f"mean cosine base↔ft: {st['avg_cosine_similarity']:.3f}"]
+    return "\n".join(lines)
+
+
+def write(data: dict[str, Any], dest: Path, lang: str = "fr") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    L = LABELS[lang]
+    st = data["statistics"]
+    variants = data["metadata"]["variants"]
+    cats = list(data["by_category"])
+    fig, axes = plt.subplots(2, 2, figsize=(15, 10.5))
+    fig.suptitle(L["suptitle"].format(base=data["metadata"]["base_model"]), fontsize=15, fontweight="bold")
+    colors = plt.get_cmap("tab10").colors
+    width = 0.8 / len(variants)
+    x = np.arange(len(cats))
+
+    ax = axes[0, 0]
+    for i, v in enumerate(variants):
+        means = [data["by_category"][c][v]["relevance"] or 0 for c in cats]
+        err = None
+        if v != "base":
+            cmp = st["comparisons"][v]["by_category"]
+            lo = [means[j] - (data["by_category"][c]["base"]["relevance"] + cmp[c]["relevance"]["ci_low"])
+                  if c in cmp else 0 for j, c in enumerate(cats)]
+            hi = [(data["by_category"][c]["base"]["relevance"] + cmp[c]["relevance"]["ci_high"]) - means[j]
+                  if c in cmp else 0 for j, c in enumerate(cats)]
+            err = np.clip(np.array([lo, hi]), 0, None)
+        bars = ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width, yerr=err, capsize=4,
+                      label=v, color=colors[i % 10])
+        ax.bar_label(bars, fmt="%.2f", padding=2, fontsize=8)
+    ax.set_title(L["rel"], fontweight="bold")
+    ax.set_ylabel(L["y_rel"])
+    ax.set_ylim(0, 1.15)
+    ax.set_xticks(x, cats)
+    ax.legend(loc="upper left", fontsize=9)
+    if len(variants) > 1:
+        ax.text(0.99, 0.98, L["err"], transform=ax.transAxes, ha="right", va="top", fontsize=8, color="0.35")
+
+    ax = axes[0, 1]
+    for i, v in enumerate(variants):
+        means = [data["by_category"][c][v]["keyword_hits"] or 0 for c in cats]
+        bars = ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width, label=v, color=colors[i % 10])
+        ax.bar_label(bars, fmt="%.2f", padding=2, fontsize=8)
+    ax.set_title(L["kw"], fontweight="bold")
+    ax.set_ylabel(L["y_kw"])
+    ax.set_xticks(x, cats)
+    ax.set_ylim(0, max(1.0, ax.get_ylim()[1] * 1.15))
+    ax.legend(loc="upper left", fontsize=9)
+
+    ax = axes[1, 0]
+    bins = np.linspace(0, 1, 11)
+    for i, v in enumerate(variants):
+        vals = [r["variants"][v]["metrics"]["relevance"] for r in data["results"]
+                if v in r["variants"] and r["variants"][v].get("metrics")]
+        ax.hist(vals, bins=bins, alpha=0.55, label=f"{v} (n={len(vals)})", color=colors[i % 10], edgecolor="white")
+    ax.set_title(L["dist"], fontweight="bold")
+    ax.set_xlabel(L["x_dist"])
+    ax.set_ylabel(L["y_dist"])
+    ax.legend(fontsize=9)
+
+    ax = axes[1, 1]
+    ax.axis("off")
+    ax.set_title(L["sum"], fontweight="bold")
+    ax.text(0.02, 0.95, _summary_text(data, lang), transform=ax.transAxes, va="top", ha="left", fontsize=10,
+            family="DejaVu Sans Mono", bbox={"boxstyle": "round", "facecolor": "#f4f4f4", "edgecolor": "#999"})
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    with atomic_path(dest, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return dest

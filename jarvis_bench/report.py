@@ -1,0 +1,173 @@
+"""benchmark_report.txt (French by default, English on request): every number comes from the JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+T = {
+    "fr": {
+        "title": "RAPPORT DE BENCHMARK JARVIS — base vs fine-tuning LoRA",
+        "date": "Date", "base": "Modèle de base", "adapters": "Adaptateurs", "device": "Matériel",
+        "prompts": "Prompts", "config": "Config (sha256)", "incomplete": "ATTENTION : run incomplet, {n} réponses manquantes",
+        "global": "1. STATISTIQUES GLOBALES", "variant": "variante", "relevance": "pertinence",
+        "kw": "mots-clés (moy.)", "kw_ratio": "mots-clés %", "tool": "outil correct", "cos_base": "cos. vs base",
+        "cos_ref": "cos. vs réf.", "tokens": "tokens (moy.)", "truncated": "tronquées", "errors": "erreurs",
+        "by_cat": "2. COMPARAISON PAR CATÉGORIE", "category": "catégorie", "delta": "delta", "ci": "IC {c:.0%}",
+        "top_up": "3. TOP 5 AMÉLIORATIONS", "top_down": "4. TOP 5 FAIBLESSES (pertinence la plus basse)",
+        "regressions": "5. RÉGRESSIONS (pertinence sous la base de plus de {tol})", "none": "aucune",
+        "signif": "6. SIGNIFICATIVITÉ", "verdict": "7. VERDICT", "recs": "8. RECOMMANDATIONS",
+        "sig_line": "{name} : delta de pertinence {d:+.4f}, IC {c:.0%} [{lo:+.4f}, {hi:+.4f}], {test} p = {p:.4g} → {s}",
+        "sig_yes": "significatif", "sig_no": "non significatif",
+        "mdd": "  Plus petit écart détectable avec n = {n} (puissance 80 %) : {m}",
+        "mcnemar": "  Outil correct : {g} gagnés, {l} perdus (McNemar exact p = {p:.4g})",
+        "wtl": "  Victoires / égalités / défaites : {w} / {t} / {l}",
+        "levels": {"GOOD": "BON FINE-TUNING ✓ — déployer", "MODERATE": "FINE-TUNING MODÉRÉ ~ — réentraîner avec plus de données",
+                   "INSUFFICIENT": "FINE-TUNING INSUFFISANT ✗ — revoir la stratégie"},
+        "gain": "gain de pertinence {g:+.2f}{u} · mots-clés {k:+.4f}/réponse · régressions {r}",
+        "checks": {"relevance_gain": "gain > {g}%", "keyword_gain": "mots-clés > {k}", "no_regression": "régressions ≤ {r}"},
+        "ranking": "Classement des adaptateurs : {r} (meilleur : {b})",
+        "answer": "réponse", "points": " pts",
+    },
+    "en": {
+        "title": "JARVIS BENCHMARK REPORT — base vs LoRA fine-tune",
+        "date": "Date", "base": "Base model", "adapters": "Adapters", "device": "Hardware",
+        "prompts": "Prompts", "config": "Config (sha256)", "incomplete": "WARNING: incomplete run, {n} answers missing",
+        "global": "1. GLOBAL STATISTICS", "variant": "variant", "relevance": "relevance",
+        "kw": "keywords (mean)", "kw_ratio": "keywords %", "tool": "tool correct", "cos_base": "cos. vs base",
+        "cos_ref": "cos. vs ref.", "tokens": "tokens (mean)", "truncated": "truncated", "errors": "errors",
+        "by_cat": "2. PER-CATEGORY COMPARISON", "category": "category", "delta": "delta", "ci": "CI {c:.0%}",
+        "top_up": "3. TOP 5 IMPROVEMENTS", "top_down": "4. TOP 5 WEAKNESSES (lowest relevance)",
+        "regressions": "5. REGRESSIONS (relevance below base by more than {tol})", "none": "none",
+        "signif": "6. SIGNIFICANCE", "verdict": "7. VERDICT", "recs": "8. RECOMMENDATIONS",
+        "sig_line": "{name}: relevance delta {d:+.4f}, {c:.0%} CI [{lo:+.4f}, {hi:+.4f}], {test} p = {p:.4g} → {s}",
+        "sig_yes": "significant", "sig_no": "not significant",
+        "mdd": "  Smallest detectable delta at n = {n} (80% power): {m}",
+        "mcnemar": "  Tool correct: {g} gained, {l} lost (exact McNemar p = {p:.4g})",
+        "wtl": "  Wins / ties / losses: {w} / {t} / {l}",
+        "levels": {"GOOD": "GOOD FINE-TUNE ✓ — deploy", "MODERATE": "MODERATE FINE-TUNE ~ — retrain with more data",
+                   "INSUFFICIENT": "INSUFFICIENT FINE-TUNE ✗ — revisit the strategy"},
+        "gain": "relevance gain {g:+.2f}{u} · keywords {k:+.4f}/answer · regressions {r}",
+        "checks": {"relevance_gain": "gain > {g}%", "keyword_gain": "keywords > {k}", "no_regression": "regressions ≤ {r}"},
+        "ranking": "Adapter ranking: {r} (best: {b})",
+        "answer": "answer", "points": " pts",
+    },
+}
+
+
+def _f(x: Any, fmt: str = ".4f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    out = [line, "-" * len(line)]
+    out += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    return out
+
+
+def _short(text: str, n: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def render(data: dict[str, Any], lang: str = "fr") -> str:
+    t = T[lang]
+    meta, st = data["metadata"], data["statistics"]
+    variants = meta["variants"]
+    conf = meta.get("scoring", {}).get("confidence", 0.95)
+    tol = meta.get("scoring", {}).get("regression_tolerance", 0.1)
+    th = meta.get("thresholds", {})
+    out = ["=" * 80, t["title"], "=" * 80]
+    out.append(f"{t['date']}: {meta['timestamp']}")
+    out.append(f"{t['base']}: {meta['base_model']}")
+    out.append(f"{t['adapters']}: " + (", ".join(f"{a['name']} ({a['path']})" for a in meta["adapters"]) or "-"))
+    out.append(f"{t['device']}: {meta.get('device')} {meta.get('gpu') or ''} · {meta.get('dtype')} · "
+               f"quantization {meta.get('quantization')} · backend {meta['backend']}")
+    out.append(f"{t['prompts']}: {meta['n_prompts']} · {', '.join(meta['categories'])}")
+    out.append(f"{t['config']}: {meta['config_sha256'][:16]}")
+    if not meta.get("complete", True):
+        out.append(t["incomplete"].format(n=meta.get("missing_answers")))
+
+    out += ["", t["global"]]
+    rows = []
+    for v in variants:
+        o = st["variants"][v]["overall"]
+        rows.append([v, _f(o["relevance"]), _f(o["keyword_hits"]), _f(o["keyword_ratio"]), _f(o["tool_correct"]),
+                     _f(o["cosine_to_base"]), _f(o["cosine_to_reference"]), _f(o["tokens"], ".1f"),
+                     str(o["truncated"]), str(o["errors"])])
+    out += _table([t["variant"], t["relevance"], t["kw"], t["kw_ratio"], t["tool"], t["cos_base"], t["cos_ref"],
+                   t["tokens"], t["truncated"], t["errors"]], rows)
+
+    out += ["", t["by_cat"]]
+    for name, cmp in st["comparisons"].items():
+        rows = []
+        for cat, c in [*cmp["by_category"].items(), ("GLOBAL", cmp["overall"])]:
+            r = c["relevance"]
+            rows.append([cat, str(r["n"]), _f(r["mean_base"]), _f(r["mean_finetuned"]), _f(r["delta"], "+.4f"),
+                         f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", _f(r["p_value"], ".4g"),
+                         f"{c['keyword_hits']['mean_base']:.4f} → {c['keyword_hits']['mean_finetuned']:.4f}"
+                         if "keyword_hits" in c else "-"])
+        out.append(f"[{name}]")
+        out += _table([t["category"], "n", "base", name, t["delta"], t["ci"].format(c=conf), "p", t["kw"]], rows)
+
+    by_id = {r["id"]: r for r in data["results"]}
+
+    def rel(r: dict[str, Any], v: str) -> float | None:
+        m = r["variants"].get(v, {}).get("metrics")
+        return m["relevance"] if m else None
+
+    for name in st["comparisons"]:
+        scored = [(r, rel(r, "base"), rel(r, name)) for r in data["results"]]
+        scored = [(r, b, f) for r, b, f in scored if b is not None and f is not None]
+        out += ["", f"{t['top_up']} — {name}"]
+        for r, b, f in sorted(scored, key=lambda x: (x[1] - x[2], x[0]["id"]))[:5]:
+            out.append(f"  {r['id']} [{r['category']}] « {r['prompt']} » : {b:.4f} → {f:.4f} ({f - b:+.4f})")
+            out.append(f"      {t['answer']}: {_short(r['variants'][name]['response'])}")
+        out += ["", f"{t['top_down']} — {name}"]
+        for r, b, f in sorted(scored, key=lambda x: (x[2], x[0]["id"]))[:5]:
+            out.append(f"  {r['id']} [{r['category']}] « {r['prompt']} » : {f:.4f} (base {b:.4f})")
+            out.append(f"      {t['answer']}: {_short(r['variants'][name]['response'])}")
+
+    out += ["", t["regressions"].format(tol=tol)]
+    for name, cmp in st["comparisons"].items():
+        regs = cmp["regressions"]
+        out.append(f"  {name}: " + (t["none"] if not regs else ""))
+        for pid in regs:
+            r = by_id[pid]
+            out.append(f"    {pid} « {r['prompt']} » : {rel(r, 'base'):.4f} → {rel(r, name):.4f}")
+
+    out += ["", t["signif"]]
+    for name, cmp in st["comparisons"].items():
+        r = cmp["overall"]["relevance"]
+        out.append(t["sig_line"].format(name=name, d=r["delta"], c=conf, lo=r["ci_low"], hi=r["ci_high"],
+                                        test=r["test"], p=r["p_value"], s=t["sig_yes"] if r["significant"] else t["sig_no"]))
+        out.append(t["wtl"].format(w=r["wins"], t=r["ties"], l=r["losses"]))
+        out.append(t["mdd"].format(n=r["n"], m=_f(r["min_detectable_delta"])))
+        mc = cmp["overall"].get("tool_correct", {}).get("mcnemar")
+        if mc:
+            out.append(t["mcnemar"].format(g=mc["gained"], l=mc["lost"], p=mc["p_value"]))
+
+    out += ["", t["verdict"]]
+    for name, cmp in st["comparisons"].items():
+        v = cmp.get("verdict")
+        if not v:
+            continue
+        unit = "%" if v["relevance_gain_unit"] == "percent" else t["points"]
+        out.append(f"  {name}: {t['levels'][v['level']]}")
+        out.append("    " + t["gain"].format(g=v["relevance_gain"], u=unit, k=v["keyword_gain"], r=v["regressions"]))
+        checks = t["checks"]
+        vals = {"g": th.get("good_relevance_gain_pct"), "k": th.get("min_keyword_gain"), "r": th.get("max_regressions")}
+        out.append("    " + " · ".join(f"{'✓' if ok else '✗'} {checks[k].format(**vals)}" for k, ok in v["checks"].items()))
+    if len(st.get("ranking", [])) > 1:
+        out.append("  " + t["ranking"].format(r=" > ".join(st["ranking"]), b=st["best_adapter"]))
+
+    out += ["", t["recs"]]
+    for name, cmp in st["comparisons"].items():
+        for rec in cmp.get("recommendations", []):
+            out.append(f"  • {rec[lang]}")
+    if not st["comparisons"]:
+        out.append("  • " + ("Aucun adaptateur : seul le modèle de base a été évalué." if lang == "fr"
+                             else "No adapter: only the base model was evaluated."))
+    out.append("")
+    return "\n".join(out)

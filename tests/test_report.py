@@ -1,0 +1,82 @@
+"""analyze_results.py on the demo run: report sections in fr and en with the JSON's numbers, the 4-panel PNG."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from jarvis_bench.commands import analyze
+
+SECTIONS = {
+    "fr": ["1. STATISTIQUES GLOBALES", "2. COMPARAISON PAR CATÉGORIE", "3. TOP 5 AMÉLIORATIONS", "4. TOP 5 FAIBLESSES",
+           "5. RÉGRESSIONS", "6. SIGNIFICATIVITÉ", "7. VERDICT", "8. RECOMMANDATIONS"],
+    "en": ["1. GLOBAL STATISTICS", "2. PER-CATEGORY COMPARISON", "3. TOP 5 IMPROVEMENTS", "4. TOP 5 WEAKNESSES",
+           "5. REGRESSIONS", "6. SIGNIFICANCE", "7. VERDICT", "8. RECOMMENDATIONS"],
+}
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_report_sections_and_numbers(demo_run, tmp_path, lang):
+    inp = tmp_path / "benchmark_results.json"
+    shutil.copy(demo_run["out"] / "benchmark_results.json", inp)
+    assert analyze.main(["--input", str(inp), "--lang", lang, "--quiet"]) == 0
+    text = (tmp_path / "benchmark_report.txt").read_text(encoding="utf-8")
+    for s in SECTIONS[lang]:
+        assert s in text
+    data = json.loads(inp.read_text(encoding="utf-8"))
+    st = data["statistics"]
+    assert f"{st['avg_relevance_base']:.4f}" in text and f"{st['avg_relevance_finetuned']:.4f}" in text
+    assert f"{st['avg_keyword_match_finetuned']:.4f}" in text and f"{st['avg_cosine_similarity']:.4f}" in text
+    cmp = st["comparisons"]["jarvis-demo"]
+    for cat, c in cmp["by_category"].items():
+        r = c["relevance"]
+        assert f"{r['mean_base']:.4f}" in text and f"{r['delta']:+.4f}" in text
+        assert f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" in text
+    assert cmp["verdict"]["level"] in text or {"GOOD": "BON", "MODERATE": "MODÉRÉ", "INSUFFICIENT": "INSUFFISANT"}[
+        cmp["verdict"]["level"]] in text
+    for pid in cmp["regressions"]:
+        assert pid in text
+    png = (tmp_path / "benchmark_charts.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_charts_have_four_panels(demo_run, tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from jarvis_bench import charts
+
+    seen = {}
+    real = matplotlib.figure.Figure.savefig
+
+    def spy(self, *a, **kw):
+        seen["titles"] = [ax.get_title() for ax in self.axes]
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    charts.write(demo_run["data"], tmp_path / "c.png", "fr")
+    assert seen["titles"] == ["Pertinence JARVIS par catégorie", "Mots-clés trouvés par catégorie (moyenne)",
+                              "Distribution des scores de pertinence", "Résumé statistique"]
+
+
+def test_rescore_after_a_config_change(demo_run, tmp_path, config_data):
+    from .conftest import write_config
+
+    inp = tmp_path / "benchmark_results.json"
+    shutil.copy(demo_run["out"] / "benchmark_results.json", inp)
+    data = json.loads(json.dumps(config_data))
+    data["scoring"]["relevance_weights"] = {"tool": 1.0, "args": 0.0, "keywords": 0.0, "correction": 0.0}
+    cfg = write_config(tmp_path / "cfg.json", data)
+    assert analyze.main(["--input", str(inp), "--rescore", "--config", str(cfg), "--quiet"]) == 0
+    new = json.loads(inp.read_text(encoding="utf-8"))
+    tc = new["statistics"]["variants"]["jarvis-demo"]["overall"]["tool_correct"]
+    assert new["statistics"]["avg_relevance_finetuned"] == tc
+    assert [r["variants"]["jarvis-demo"]["response"] for r in new["results"]] == [
+        r["variants"]["jarvis-demo"]["response"] for r in demo_run["data"]["results"]]
+
+
+def test_missing_results_file_is_one_line(tmp_path, capsys):
+    assert analyze.main(["--input", str(tmp_path / "nope.json"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "results file not found" in err and "benchmark.py" in err and len(err.strip().splitlines()) == 1
