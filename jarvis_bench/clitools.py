@@ -17,7 +17,8 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("jarvis_bench").setLevel(level)
-    for noisy in ("bitsandbytes", "transformers", "peft", "accelerate", "sentence_transformers", "httpx"):
+    for noisy in ("bitsandbytes", "transformers", "peft", "accelerate", "sentence_transformers", "httpx",
+                  "huggingface_hub", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         import transformers.utils.logging as tl

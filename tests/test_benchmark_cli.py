@@ -206,3 +206,16 @@ def test_demo_statistics_equal_the_per_prompt_means(demo_run):
         flips = list(csv.DictReader(fh))
     assert len(flips) == 30 and {f["status"] for f in flips} <= {"improved", "regressed", "unchanged", "error"}
     assert sum(f["status"] == "regressed" for f in flips) == len(cmp["regressions"])
+
+
+def test_run_timeout_keeps_finished_answers(tmp_path, config_data, capsys):
+    cfg = _replay_setup(tmp_path, config_data)
+    data = json.loads(cfg.read_text(encoding="utf-8"))
+    data["generation"]["timeout_s"] = 1e-9
+    write_config(cfg, data)
+    out = tmp_path / "res"
+    assert benchmark.main(["--config", str(cfg), "--output-dir", str(out), "--quiet", "--no-cache"]) == 3
+    assert "generation.timeout_s reached" in capsys.readouterr().err
+    res = json.loads((out / "benchmark_results.json").read_text(encoding="utf-8"))
+    assert res["metadata"]["timed_out"] is True and res["metadata"]["complete"] is False
+    assert res["metadata"]["missing_answers"] == 30 and all(not r["variants"] for r in res["results"])

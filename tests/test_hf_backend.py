@@ -178,3 +178,16 @@ def test_qwen3_think_blocks_are_stripped_and_counted(tiny_qwen3, monkeypatch):
     monkeypatch.setattr(tok, "decode", lambda ids, **kw: "<think>il veut du son</think>\n\nJe monte le son.")
     gen = next(backend.generate(adapters.BASE_VARIANT, [req]))
     assert gen.response == "Je monte le son." and gen.thinking_chars == len("<think>il veut du son</think>")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("quantization", ["4bit", "8bit", "none"])
+def test_cuda_quantized_load_and_generate(tiny_qwen3, quantization):
+    cfg = _qwen_cfg(tiny_qwen3, False)
+    cfg.model.quantization = quantization
+    backend = TransformersBackend(cfg, device="cuda")
+    backend.prepare([adapters.BASE_VARIANT])
+    gens = list(backend.generate(adapters.BASE_VARIANT, _requests(cfg, ["rt-01", "cmd-01"])))
+    info = backend.info()
+    assert len(gens) == 2 and info["quantization"] == quantization and info["dtype"] == "bfloat16"
+    assert info["peak_gpu_memory_gib"] > 0 and info["gpu"]
