@@ -35,6 +35,17 @@ def _means(rows: list[dict[str, Any]], variant: str) -> dict[str, Any]:
     return out
 
 
+def flip_status(base: float | None, tuned: float | None, tolerance: float) -> str:
+    """improved / regressed / unchanged beyond `tolerance` (error when either answer is missing)."""
+    if base is None or tuned is None:
+        return "error"
+    if tuned > base + tolerance:
+        return "improved"
+    if tuned < base - tolerance:
+        return "regressed"
+    return "unchanged"
+
+
 def _pairs(rows: list[dict[str, Any]], variant: str, key: str) -> tuple[list[float], list[float], list[str]]:
     b, t, ids = [], [], []
     for r in rows:
@@ -57,9 +68,8 @@ def _compare_rows(rows: list[dict[str, Any]], variant: str, cfg: Config, seed: i
             tol = sc.regression_tolerance if key == "relevance" else 0.0
             out[key] = stats.compare(b, t, resamples=sc.bootstrap_resamples, confidence=sc.confidence, seed=seed,
                                      tolerance=tol)
-    b, t, _ = _pairs(rows, variant, "tool_correct")
-    if b:
-        out["tool_correct"]["mcnemar"] = stats.mcnemar_exact([x > 0 for x in b], [x > 0 for x in t])
+            if key == "tool_correct":
+                out[key]["mcnemar"] = stats.mcnemar_exact([x > 0 for x in b], [x > 0 for x in t])
     return out
 
 
@@ -83,8 +93,9 @@ def analyze(data: dict[str, Any], cfg: Config) -> dict[str, Any]:
         by_category = {c: v for c, v in by_category.items() if "relevance" in v}
         b, t, ids = _pairs(rows, a, "relevance")
         tol = cfg.scoring.regression_tolerance
-        regressions = [i for i, x, y in zip(ids, b, t) if y < x - tol]
-        improvements = [i for i, x, y in zip(ids, b, t) if y > x + tol]
+        status = {i: flip_status(x, y, tol) for i, x, y in zip(ids, b, t)}
+        regressions = [i for i, s in status.items() if s == "regressed"]
+        improvements = [i for i, s in status.items() if s == "improved"]
         cmp = {"overall": overall, "by_category": by_category, "regressions": regressions,
                "improvements": improvements}
         if "relevance" in overall and "keyword_hits" in overall:
@@ -124,14 +135,7 @@ def flips_csv(data: dict[str, Any], tolerance: float) -> str:
         for r in data["results"]:
             b, t = r["variants"].get("base"), r["variants"].get(a)
             rb, rt = _value((b or {}).get("metrics"), "relevance"), _value((t or {}).get("metrics"), "relevance")
-            if rb is None or rt is None:
-                status = "error"
-            elif rt > rb + tolerance:
-                status = "improved"
-            elif rt < rb - tolerance:
-                status = "regressed"
-            else:
-                status = "unchanged"
+            status = flip_status(rb, rt, tolerance)
             w.writerow([a, r["id"], r["category"], r["prompt"], status, rb, rt, (b or {}).get("response", ""),
                         (t or {}).get("response", "")])
     return buf.getvalue()

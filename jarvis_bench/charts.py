@@ -40,8 +40,6 @@ def _summary_text(data: dict[str, Any], lang: str) -> str:
                   f"  V/E/D {r['wins']}/{r['ties']}/{r['losses']} · régressions {v['regressions']}" if lang == "fr"
                   else f"  W/T/L {r['wins']}/{r['ties']}/{r['losses']} · regressions {v['regressions']}",
                   f"  VERDICT : {v['level']}" if lang == "fr" else f"  VERDICT: {v['level']}"]
-    if st.get("cosine_note"):
-        lines.append(st["cosine_note"])
     if st.get("avg_cosine_similarity") is not None:
         lines += ["", f"cosinus base↔ft moyen : {st['avg_cosine_similarity']:.3f}" if lang == "fr"
                   else f"mean cosine base↔ft: {st['avg_cosine_similarity']:.3f}"]

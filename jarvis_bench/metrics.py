@@ -25,6 +25,11 @@ class ToolCall:
     position: int
 
 
+def _find_word(text: str, phrase: str, *, whole: bool) -> re.Match[str] | None:
+    """`phrase` in normalised `text`, starting at a word boundary (and ending at one when `whole`)."""
+    return re.search(r"(?<![a-z0-9])" + re.escape(phrase) + (r"(?![a-z0-9])" if whole else ""), text)
+
+
 # ----------------------------------------------------------------------------- keywords
 
 
@@ -32,12 +37,8 @@ def keyword_match(answer: str, keywords: Sequence[str]) -> tuple[int, int]:
     """(hits, total): keywords found in the answer, accent- and case-insensitive, on word boundaries
     at the start only, so a stem matches its French inflections ("verrouill" -> "verrouillé", "ouvre" ->
     "j'ouvre"), and "son" also matches "sonore" but not "maison")."""
-    text = " " + normalize(answer) + " "
-    hits = 0
-    for kw in keywords:
-        k = normalize(kw)
-        if k and re.search(r"(?<![a-z0-9])" + re.escape(k), text):
-            hits += 1
+    text = normalize(answer)
+    hits = sum(1 for kw in keywords if (k := normalize(kw)) and _find_word(text, k, whole=False))
     return hits, len(keywords)
 
 
@@ -47,8 +48,8 @@ _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 _CALL_SYNTAX = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\(([^()]*)\)")
 
 
-def _json_objects(text: str) -> list[tuple[int, Any]]:
-    """Every top-level JSON object in `text`, with its start offset."""
+def _json_objects(text: str) -> list[tuple[int, int, Any]]:
+    """Every top-level JSON object in `text`, with its start and end offsets."""
     dec = json.JSONDecoder()
     out = []
     i = text.find("{")
@@ -58,7 +59,7 @@ def _json_objects(text: str) -> list[tuple[int, Any]]:
         except json.JSONDecodeError:
             i = text.find("{", i + 1)
             continue
-        out.append((i, obj))
+        out.append((i, end, obj))
         i = text.find("{", end)
     return out
 
@@ -99,35 +100,31 @@ def extract_tool_calls(answer: str, catalog: Sequence[Tool]) -> list[ToolCall]:
     spans: list[tuple[int, int]] = []
     for m in _TOOL_CALL.finditer(answer):
         spans.append(m.span())
-        for _, obj in _json_objects(m.group(1)) or [(0, None)]:
+        for _, _, obj in _json_objects(m.group(1)):
             parsed = _from_obj(obj)
             if parsed:
                 calls.append(ToolCall(parsed[0], parsed[1], "tool_call", m.start()))
+    def blank(text: str, a: int, b: int) -> str:  # hide a consumed span, keeping offsets
+        return text[:a] + " " * (b - a) + text[b:]
+
     rest = answer
     for a, b in spans:
-        rest = rest[:a] + " " * (b - a) + rest[b:]
-    for pos, obj in _json_objects(rest):
+        rest = blank(rest, a, b)
+    for start, end, obj in _json_objects(rest):
         parsed = _from_obj(obj)
         if parsed:
-            calls.append(ToolCall(parsed[0], parsed[1], "json", pos))
-            end = pos + len(json.dumps(obj))
-            rest = rest[:pos] + " " * max(0, min(end, len(rest)) - pos) + rest[min(end, len(rest)):]
+            calls.append(ToolCall(parsed[0], parsed[1], "json", start))
+            rest = blank(rest, start, end)
     names = {t.name for t in catalog}
     for m in _CALL_SYNTAX.finditer(rest):
         if m.group(1) in names:
             calls.append(ToolCall(m.group(1), _call_args(m.group(2)), "call", m.start()))
     if not calls:
-        norm = " " + normalize(answer) + " "
+        norm = normalize(answer)
         prose = []
         for t in catalog:
             terms = [t.name, t.name.replace("_", " ")] + list(t.aliases)
-            positions = [
-                m.start()
-                for term in terms
-                if (k := normalize(term))
-                for m in [re.search(r"(?<![a-z0-9])" + re.escape(k) + r"(?![a-z0-9])", norm)]
-                if m
-            ]
+            positions = [m.start() for term in terms if (k := normalize(term)) and (m := _find_word(norm, k, whole=True))]
             if positions:
                 prose.append(ToolCall(t.name, {}, "prose", min(positions)))
         calls.extend(sorted(prose, key=lambda c: c.position))
@@ -145,7 +142,7 @@ def _arg_matches(expected: Any, got: Any) -> bool:
         except ValueError:
             return normalize(str(expected)) in normalize(str(got)).split()
     e, g = normalize(str(expected)), normalize(str(got))
-    return bool(e) and (e == g or e in g.split() or (len(g) >= 3 and g in e.split()) or e in g)
+    return bool(e) and (e in g or (len(g) >= 3 and g in e.split()))
 
 
 def args_score(expected: dict[str, Any], call: ToolCall | None) -> float:
@@ -171,7 +168,7 @@ def correction_scores(answer: str, expected: str) -> tuple[float, float, float]:
         return 1.0, 0.0, 0.0
     if not a:
         return 0.0, 1.0, 1.0
-    if re.search(r"(?<![a-z0-9])" + re.escape(e) + r"(?![a-z0-9])", a):
+    if _find_word(a, e, whole=True):
         return 1.0, 0.0, 0.0
     al = fuzz.partial_ratio_alignment(e, a)
     span = a[al.dest_start : al.dest_end] if al else ""

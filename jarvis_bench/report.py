@@ -121,7 +121,8 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
         scored = [(r, rel(r, "base"), rel(r, name)) for r in data["results"]]
         scored = [(r, b, f) for r, b, f in scored if b is not None and f is not None]
         out += ["", f"{t['top_up']} — {name}"]
-        for r, b, f in sorted(scored, key=lambda x: (x[1] - x[2], x[0]["id"]))[:5]:
+        gains = [x for x in scored if x[2] > x[1]]
+        for r, b, f in sorted(gains, key=lambda x: (x[1] - x[2], x[0]["id"]))[:5]:
             out.append(f"  {r['id']} [{r['category']}] « {r['prompt']} » : {b:.4f} → {f:.4f} ({f - b:+.4f})")
             out.append(f"      {t['answer']}: {_short(r['variants'][name]['response'])}")
         out += ["", f"{t['top_down']} — {name}"]
@@ -132,7 +133,7 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
     out += ["", t["regressions"].format(tol=tol)]
     for name, cmp in st["comparisons"].items():
         regs = cmp["regressions"]
-        out.append(f"  {name}: " + (t["none"] if not regs else ""))
+        out.append(f"  {name}: " + (t["none"] if not regs else str(len(regs))))
         for pid in regs:
             r = by_id[pid]
             out.append(f"    {pid} « {r['prompt']} » : {rel(r, 'base'):.4f} → {rel(r, name):.4f}")

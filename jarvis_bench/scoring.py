@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .config import Config
-from .errors import ModelLoadError
+from .errors import ConfigError, ModelLoadError
 from .fsutil import cache_root
 from .metrics import score_answer
 
@@ -120,7 +120,7 @@ def score(data: dict[str, Any], cfg: Config, embed: EmbedFn | None) -> dict[str,
     for r in data["results"]:
         spec = specs.get(r["id"])
         if spec is None:
-            raise ModelLoadError(f"result {r['id']!r} has no prompt in the config; rescore with the config that made it")
+            raise ConfigError(f"result {r['id']!r} has no prompt in the config; rescore with the config that made it")
         for name, ans in r["variants"].items():
             if ans.get("error"):
                 ans["metrics"] = None

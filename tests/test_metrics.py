@@ -57,6 +57,8 @@ TOOLS = [
     ("Bonjour, comment allez-vous ?", [], []),
     ('<tool_call>{"name": "made_up_tool", "arguments": {}}</tool_call>', ["made_up_tool"], ["tool_call"]),
     ('<tool_call>not json</tool_call> volume_up_tool()', ["volume_up_tool"], ["call"]),
+    # compact JSON is shorter than its re-serialisation: the call right after it must survive
+    ('{"name":"mute_tool","arguments":{}}lock_screen_tool()', ["mute_tool", "lock_screen_tool"], ["json", "call"]),
 ]
 
 

@@ -31,3 +31,16 @@ def test_overlaps_exact_contained_and_fuzzy():
     assert overlaps("dis jarvis, monte le son", bench)
     assert overlaps("ouvre chrom", bench)  # near-copy
     assert not overlaps("lance firefox", bench)
+
+
+def test_atomic_write_leaves_an_ordinary_file(tmp_path):
+    import os
+    import stat
+
+    from jarvis_bench.fsutil import atomic_write_text
+
+    atomic_write_text(tmp_path / "r.txt", "ok")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "r.txt").stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["r.txt"]

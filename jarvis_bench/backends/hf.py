@@ -82,6 +82,7 @@ class TransformersBackend:
         self._identity: dict[str, Any] | None = None
         self._info: dict[str, Any] = {"device": self.device, "dtype": self.dtype_name, "quantization": self.quantization}
         self._token_counts: dict[str, int] = {}
+        self._rendered: dict[tuple[str, ...], str] = {}
 
     # ------------------------------------------------------------------ setup
 
@@ -139,10 +140,14 @@ class TransformersBackend:
         return dict(self._identity)
 
     def render(self, request: Request) -> str:
-        g = self.cfg.generation
-        return render_chat(
-            self.tokenizer, list(request.messages), tool_schemas=tool_schemas(self.cfg), enable_thinking=g.enable_thinking
-        )
+        """The chat-templated prompt, rendered once per request (cache keys, batching and generation reuse it)."""
+        key = tuple(f"{m['role']}\0{m['content']}" for m in request.messages)
+        if key not in self._rendered:
+            self._rendered[key] = render_chat(
+                self.tokenizer, list(request.messages), tool_schemas=tool_schemas(self.cfg),
+                enable_thinking=self.cfg.generation.enable_thinking,
+            )
+        return self._rendered[key]
 
     def _load_kwargs(self) -> dict[str, Any]:
         import torch
@@ -228,7 +233,7 @@ class TransformersBackend:
                 eos.add(src)
             elif isinstance(src, (list, tuple)):
                 eos.update(x for x in src if isinstance(x, int))
-        eos.discard(tok.unk_token_id) if tok.unk_token_id is not None else None
+        eos.discard(tok.unk_token_id)  # "<|im_end|>" maps to unk on tokenizers that lack it
         # Explicit neutral values: generate() fills unset fields from the model's own defaults
         # (Qwen3 ships temperature 0.6 / top_p 0.95 / top_k 20 and do_sample=True).
         return GenerationConfig(
