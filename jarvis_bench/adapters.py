@@ -57,8 +57,9 @@ def weights_file(path: Path) -> Path | None:
     return next((path / w for w in WEIGHT_FILES if (path / w).is_file()), None)
 
 
-def inspect_adapter(path: Path) -> Variant:
-    """Validate one adapter folder (adapter_config.json: LoRA, rank, target modules; weights present)."""
+def inspect_adapter(path: Path, *, digest: bool = True) -> Variant:
+    """Validate one adapter folder (adapter_config.json: LoRA, rank, target modules; weights present).
+    `digest=False` skips hashing the weights (content_hash stays None): for checks that only look."""
     if not path.exists():
         raise AdapterError(f"adapter folder not found: {path}; check the path (model.adapters or --adapter)")
     if not path.is_dir():
@@ -90,11 +91,10 @@ def inspect_adapter(path: Path) -> Variant:
         raise AdapterError(
             f"{path} has no adapter weights ({' or '.join(WEIGHT_FILES)}); the training did not save them"
         )
-    digest = _hash_adapter(cfg_file, weights)
     return Variant(
         name=variant_name(path),
         path=path,
-        content_hash=digest,
+        content_hash=_hash_adapter(cfg_file, weights) if digest else None,
         rank=rank,
         target_modules=tuple(sorted(targets)),
         base_model=ac.get("base_model_name_or_path"),
@@ -123,7 +123,7 @@ def candidates(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: (-mtime(p), str(p)))
 
 
-def _same_base(declared: str | None, configured: str, configured_name: str | None) -> bool:
+def same_base(declared: str | None, configured: str, configured_name: str | None) -> bool:
     if not declared:
         return True
     names = {configured.rstrip("/"), (configured_name or "").rstrip("/")}
@@ -131,7 +131,7 @@ def _same_base(declared: str | None, configured: str, configured_name: str | Non
     return declared.rstrip("/") in names or declared.rstrip("/").split("/")[-1].lower() in short
 
 
-def discover(cfg: Config) -> list[Variant]:
+def discover(cfg: Config, *, digest: bool = True) -> list[Variant]:
     """The variants to evaluate: base first, then adapters (primary = newest = second)."""
     spec = cfg.model.adapters
     if isinstance(spec, list):
@@ -150,14 +150,14 @@ def discover(cfg: Config) -> list[Variant]:
     variants = [BASE_VARIANT]
     used = {BASE}
     for path in paths:
-        v = inspect_adapter(path)
+        v = inspect_adapter(path, digest=digest)
         name, i = v.name, 2
         while name in used:
             name, i = f"{v.name}-{i}", i + 1
         used.add(name)
         if name != v.name:
             v = Variant(**{**v.__dict__, "name": name})
-        if not _same_base(v.base_model, cfg.model.base, cfg.model.base_name):
+        if not same_base(v.base_model, cfg.model.base, cfg.model.base_name):
             log.warning(
                 "Adapter %s was trained on %r but the base is %r; its weights may not fit (an error follows if not).",
                 v.name,

@@ -8,6 +8,9 @@ import sys
 COMMANDS = {
     "benchmark": ("jarvis_bench.commands.benchmark", "generate and score base vs adapters (benchmark.py)"),
     "analyze": ("jarvis_bench.commands.analyze", "text report and charts from the results (analyze_results.py)"),
+    "check": ("jarvis_bench.commands.check_setup", "is this machine ready for this config? (check_setup.py)"),
+    "quick": ("jarvis_bench.commands.quick_test", "a few prompts, base and adapter side by side (quick_test.py)"),
+    "run": ("jarvis_bench.commands.run_all", "check -> benchmark -> analyze, then open the report (the launchers)"),
 }
 
 

@@ -38,13 +38,25 @@ def gguf_path() -> Path:
     return path
 
 
-def base_dir() -> Path:
-    """The dequantized demo base as an HF folder in the cache, built on first use."""
-    gguf = gguf_path()
-    stat = gguf.stat()
-    target = cache_root() / "models" / f"SmolLM2-135M-Instruct-{stat.st_size}"
+def _target(gguf: Path) -> Path:
+    return cache_root() / "models" / f"SmolLM2-135M-Instruct-{gguf.stat().st_size}"
+
+
+def cached_base_dir() -> Path | None:
+    """The dequantized demo base when it was already built (never builds it)."""
+    target = _target(gguf_path())
     if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
         return target
+    return None
+
+
+def base_dir() -> Path:
+    """The dequantized demo base as an HF folder in the cache, built on first use."""
+    cached = cached_base_dir()
+    if cached is not None:
+        return cached
+    gguf = gguf_path()
+    target = _target(gguf)
     log.info("Dequantizing the demo model once (%s -> %s)…", gguf.name, target)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -67,11 +79,12 @@ def base_dir() -> Path:
     return target
 
 
-def apply(cfg: Config, *, all_checkpoints: bool = False) -> Config:
-    """Replace only the model section with the demo's (keeps prompts, tools, generation, scoring)."""
+def apply(cfg: Config, *, all_checkpoints: bool = False, base: Path | None = None) -> Config:
+    """Replace only the model section with the demo's (keeps prompts, tools, generation, scoring).
+    `base` defaults to the dequantized folder, built on first use."""
     model = cfg.model.model_copy(
         update={
-            "base": str(base_dir()),
+            "base": str(base or base_dir()),
             "base_name": DEMO_BASE_NAME,
             "revision": None,
             "adapters": "all" if all_checkpoints else [str(DEMO_ADAPTER)],

@@ -160,38 +160,23 @@ def console_report(data: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace, argv: list[str] | None) -> int:
-    from .. import adapters, analysis, backends, config, fsutil, results, runner
+    from .. import adapters, analysis, config, fsutil, pipeline, results
     from ..cache import GenerationCache
 
     t0 = time.perf_counter()
     cfg_path = args.config or config.default_config_path()
     cfg = _apply_overrides(config.load(cfg_path), args)
     prompts = select_prompts(cfg, args.category, args.limit)
-    backend = backends.create(cfg, device=args.device or "auto")
     variants = adapters.discover(cfg)
-    log.info(
-        "Base: %s · variants: %s · %d prompts · %s backend",
-        cfg.model.base_name or cfg.model.base, ", ".join(v.name for v in variants), len(prompts), cfg.model.backend,
-    )
     out_dir = args.output_dir.expanduser().resolve()
     _check_writable(out_dir)
-    t_prep = time.perf_counter()
-    backend.prepare(variants)
-    prepare_s = time.perf_counter() - t_prep
     cache = None if args.no_cache else GenerationCache()
     try:
-        outcome = runner.run(cfg, backend, variants, prompts, out_dir=out_dir, cache=cache,
-                             progress=not args.quiet)
+        data, outcome = pipeline.generate(cfg, variants, prompts, out_dir=out_dir, cache=cache,
+                                          progress=not args.quiet, device=args.device or "auto", argv=argv, started=t0)
     finally:
         if cache is not None:
             cache.close()
-    info = backend.info()
-    backend.close()
-    timings = {
-        "prepare_s": round(prepare_s, 3),
-        "total_s": round(time.perf_counter() - t0, 3),
-    }
-    data = results.build(cfg, variants, prompts, outcome, backend_info=info, timings=timings, argv=argv)
     path = results.write(out_dir, data)  # answers are safe on disk before scoring starts
     if outcome.generations:
         t_score = time.perf_counter()
