@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import math
 import os
 import platform
 import shutil
@@ -304,6 +305,12 @@ def check_hardware(cfg: Config, src: ModelSource) -> Iterator[Check]:
     need = (f"on CUDA in {form}: ~{est.minimum_gib:.1f} GiB of GPU memory (weights {est.weights_gib:.1f} "
             f"+ KV cache {est.kv_gib_batch1:.2f} per prompt + CUDA {est.overhead_gib:.0f}), "
             f"~{est.comfortable_gib:.1f} GiB to answer {est.batch} prompts at once")
+    moe_note = None
+    if m.quantization != "none" and est.unquantized_gib > 0.5 * est.weights_gib:
+        moe_note = (f"bitsandbytes quantizes only nn.Linear layers: {est.unquantized_gib:.1f} GiB of this model "
+                    f"(the fused MoE experts of transformers 5, bitsandbytes#1849) stay in {gpu_dtype}")
+        yield Check("WARN", "moe", moe_note, "for a 24 GB GPU, serve a pre-quantized 4-bit checkpoint (AWQ/GPTQ) with "
+                    "vLLM (vllm/openai backends: see README, roadmap) or offload part of the model to CPU (slow)")
     if want_cuda:
         free = sum(g[1] for g in gpus)
         if free < est.minimum_gib:
@@ -327,7 +334,7 @@ def check_hardware(cfg: Config, src: ModelSource) -> Iterator[Check]:
               f"{avail:.1f} GiB available of {total:.1f}")
     if avail < cpu.minimum_gib:
         yield Check("FAIL", "memory", detail,
-                    f"run on a CUDA GPU with >= {est.minimum_gib:.0f} GiB free, or try the pipeline with --demo")
+                    f"run on a CUDA GPU with >= {math.ceil(est.minimum_gib)} GiB free, or try the pipeline with --demo")
     elif p.total > 2e9:
         yield Check("WARN", "memory", detail + f"; a {p.total / 1e9:.0f} B model on CPU takes hours", "use a CUDA GPU")
     else:

@@ -5,7 +5,10 @@ variants, Mixtral): embeddings, attention, dense or expert MLPs, norms, an untie
 checked against real models in the tests. `params_from_name` is the fallback when no config.json is
 reachable ("Qwen3-30B-A3B" -> 30e9 total, 3e9 active). `estimate` turns a count into GiB for a
 quantization: bitsandbytes NF4 stores 4 bits + one absmax per 64 weights (8-bit absmax + a second
-level with double quantization); embeddings and the LM head stay in the compute dtype.
+level with double quantization). bitsandbytes only converts `nn.Linear` layers: embeddings, the LM
+head, norms, routers and — since transformers 5 stores MoE experts as fused 3-D parameters — every
+expert weight stay in the compute dtype (bitsandbytes issue #1849). `ParamCount.linear` is what it
+does convert; the tests check it against transformers' own `replace_with_bnb_linear`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class ParamCount:
     active: int  # parameters read per token (MoE: only the routed experts)
     embeddings: int  # input embeddings + untied LM head (never quantized)
     source: str  # "config.json" or "name"
+    linear: int | None = None  # weights in nn.Linear layers (what bitsandbytes quantizes); None = unknown
 
     @property
     def is_moe(self) -> bool:
@@ -65,9 +69,10 @@ def count_params(config: dict[str, Any]) -> ParamCount:
         attn += heads * hd + 2 * kv * hd
     if c.get("model_type", "").startswith("qwen3"):
         attn += 2 * hd  # q_norm, k_norm
+    attn_linear = h * heads * hd + 2 * h * kv * hd + heads * hd * h + (heads * hd + 2 * kv * hd if bias else 0)
     norms = 2 * h
     dense_mlp = 3 * h * inter
-    total = active = 0
+    total = active = linear = 0
     for i in range(layers):
         moe = experts > 0 and i not in dense_layers and i >= first_dense and (i + 1) % sparse_step == 0
         if moe:
@@ -76,23 +81,31 @@ def count_params(config: dict[str, Any]) -> ParamCount:
             router = h * experts
             total += attn + norms + experts * expert + shared + router
             active += attn + norms + max(per_tok, 1) * expert + shared + router
+            linear += attn_linear + 3 * h * shared_inter + (h if shared_inter else 0)
         else:
             total += attn + norms + dense_mlp
             active += attn + norms + dense_mlp
+            linear += attn_linear + dense_mlp
     tied = bool(c.get("tie_word_embeddings", False))
     embeddings = vocab * h * (1 if tied else 2)
     total += embeddings + h
     active += embeddings + h
-    return ParamCount(total=total, active=active, embeddings=embeddings, source="config.json")
+    return ParamCount(total=total, active=active, embeddings=embeddings, source="config.json", linear=linear)
 
 
 _SIZE = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)\s*([BbMm])(?![A-Za-z])")
+_EXPERTS = re.compile(r"(?<![A-Za-z0-9.])(\d+)x(\d+(?:\.\d+)?)([BbMm])(?![A-Za-z])")
 _ACTIVE = re.compile(r"[-_]A(\d+(?:\.\d+)?)([BbMm])(?![A-Za-z])")
 
 
 def params_from_name(name: str) -> ParamCount | None:
     """'Qwen/Qwen3-30B-A3B' -> 30e9 total / 3e9 active; None when the name carries no size."""
     tail = name.rstrip("/").split("/")[-1]
+    experts = _EXPERTS.search(tail)
+    if experts:  # "Mixtral-8x7B": 8 experts of ~7 B (shared attention makes the real total smaller)
+        n, num, unit = experts.groups()
+        total = int(int(n) * float(num) * (1e9 if unit.lower() == "b" else 1e6))
+        return ParamCount(total=total, active=total, embeddings=0, source="name", linear=0)
     active_m = _ACTIVE.search(tail)
     sizes = [m for m in _SIZE.finditer(tail) if not (active_m and m.start() == active_m.start() + 2)]
     if not sizes:
@@ -103,7 +116,9 @@ def params_from_name(name: str) -> ParamCount | None:
 
     total = value(*sizes[0].groups())
     active = value(*active_m.groups()) if active_m else total
-    return ParamCount(total=total, active=active, embeddings=0, source="name")
+    # Unknown layout: a dense model is nearly all Linear; an MoE's experts (almost all of it) are not.
+    return ParamCount(total=total, active=active, embeddings=0, source="name",
+                      linear=0 if active_m else total)
 
 
 def bytes_per_param(quantization: str, dtype: str, double_quant: bool = True) -> float:
@@ -128,6 +143,7 @@ def kv_bytes_per_token(config: dict[str, Any] | None, dtype_bytes: int = 2) -> i
 @dataclass(frozen=True)
 class MemoryEstimate:
     weights_gib: float
+    unquantized_gib: float  # part of weights_gib that bitsandbytes leaves in the compute dtype
     kv_gib_batch1: float
     kv_gib_full: float
     overhead_gib: float
@@ -156,10 +172,11 @@ def estimate(
 ) -> MemoryEstimate:
     """Memory to load and run the model: weights (+ never-quantized embeddings) + KV cache + overhead."""
     compute_bytes = DTYPE_BYTES.get(dtype, 2)
-    quantized = params.total - params.embeddings
-    weights = quantized * bytes_per_param(quantization, dtype, double_quant) + params.embeddings * (
-        compute_bytes if quantization != "none" else bytes_per_param("none", dtype)
-    )
+    if quantization == "none":
+        weights = params.total * compute_bytes
+    else:
+        linear = params.linear if params.linear is not None else params.total - params.embeddings
+        weights = linear * bytes_per_param(quantization, dtype, double_quant) + (params.total - linear) * compute_bytes
     per_token = kv_bytes_per_token(config, compute_bytes)
     if per_token is None:  # no config: ~30 KB per billion active parameters (GQA models; errs high)
         per_token = max(int(params.active * 3e-5), 32 * 1024)
@@ -167,6 +184,8 @@ def estimate(
     overhead = CUDA_CONTEXT_GIB if cuda else 0.5
     return MemoryEstimate(
         weights_gib=weights / GIB,
+        unquantized_gib=0.0 if quantization == "none" else (params.total - (
+            params.linear if params.linear is not None else params.total - params.embeddings)) * compute_bytes / GIB,
         kv_gib_batch1=kv1,
         kv_gib_full=kv1 * max(batch, 1),
         overhead_gib=overhead,

@@ -1,0 +1,149 @@
+"""check_setup.py through main(argv): one line per check, FAIL lines with their fix, exit codes, --json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jarvis_bench import checks
+from jarvis_bench.commands import check_setup
+from jarvis_bench.demo import DEMO_ADAPTER
+
+from .conftest import write_config
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Never depend on the network: the hub is 'unreachable' by configuration."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _run(capsys, *argv):
+    code = check_setup.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _lines(out: str, status: str, name: str) -> list[str]:
+    return [ln for ln in out.splitlines() if ln.startswith(status) and ln[6:].startswith(name)]
+
+
+def test_demo_is_ready(capsys, demo_base):
+    code, out, err = _run(capsys, "--demo")
+    assert code == 0, out
+    assert out.rstrip().splitlines()[-1].startswith(check_setup.OK_LINE)
+    assert not [ln for ln in out.splitlines() if ln.startswith("FAIL")]
+    assert _lines(out, "OK", "python") and _lines(out, "OK", "config")
+    assert _lines(out, "OK", "package") and any("torch" in ln for ln in _lines(out, "OK", "package"))
+    assert any("made for HuggingFaceTB/SmolLM2-135M-Instruct" in ln for ln in _lines(out, "OK", "adapter"))
+    assert any("offline copy" in ln for ln in _lines(out, "OK", "embedder"))
+    assert err == ""
+
+
+def test_json_output(capsys, demo_base):
+    code, out, _ = _run(capsys, "--demo", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["ok"] is True and data["failures"] == 0
+    assert {"status", "name", "detail", "fix"} <= set(data["checks"][0])
+    assert {c["name"] for c in data["checks"]} >= {"python", "package", "config", "model", "torch", "adapter", "embedder"}
+
+
+def test_the_real_config_on_this_machine_explains_what_it_needs(capsys):
+    """Qwen3-30B-A3B, not cached, hub off: model FAIL with the fix, and the memory it would need."""
+    code, out, _ = _run(capsys)
+    assert code == 1
+    assert out.rstrip().splitlines()[-1].startswith("FAIL")
+    model = _lines(out, "FAIL", "model")
+    assert model and "Qwen/Qwen3-30B-A3B" in model[0] and "HF_HUB_OFFLINE" in model[0]
+    size = next(ln for ln in out.splitlines() if "model size" in ln)
+    assert "MoE" in size and "estimated from the name" in size
+    assert any("4bit" in ln and "GiB" in ln for ln in out.splitlines() if "vram" in ln)
+    assert _lines(out, "WARN", "moe")  # bitsandbytes leaves the fused experts in bf16
+
+
+def test_broken_config_names_line_and_column(capsys, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"model": {"base": "x",}}', encoding="utf-8")
+    code, out, _ = _run(capsys, "--config", str(bad))
+    assert code == 1
+    fail = _lines(out, "FAIL", "config")
+    assert fail and f"{bad}:1:" in fail[0] and "invalid JSON" in fail[0]
+    assert "model" not in {ln[6:17].strip() for ln in out.splitlines()}  # later checks need a config
+
+
+def test_unknown_key_is_named(capsys, tmp_path, config_data):
+    data = json.loads(json.dumps(config_data))
+    data["generation"]["max_new_token"] = 64
+    code, out, _ = _run(capsys, "--config", str(write_config(tmp_path / "c.json", data)))
+    assert code == 1 and 'did you mean "max_new_tokens"' in _lines(out, "FAIL", "config")[0]
+
+
+def _local_config(tmp_path, config_data, base, adapters):
+    data = json.loads(json.dumps(config_data))
+    data["model"].update(base=str(base), base_name=None, adapters=adapters, quantization="none")
+    return write_config(tmp_path / "local.json", data)
+
+
+def test_missing_adapter_fails_with_its_path(capsys, tmp_path, config_data, demo_base):
+    missing = tmp_path / "output" / "run-9" / "final"
+    code, out, _ = _run(capsys, "--config", str(_local_config(tmp_path, config_data, demo_base, [str(missing)])))
+    assert code == 1
+    fail = _lines(out, "FAIL", "adapter")
+    assert fail and str(missing) in fail[0] and "not found" in fail[0]
+    assert _lines(out, "OK", "model")  # the local demo folder itself is fine
+
+
+def test_adapter_made_for_another_base_fails(capsys, tmp_path, config_data):
+    """The demo LoRA (hidden 576) against a Qwen3-shaped base (hidden 64): caught from the headers."""
+    from transformers import Qwen3Config
+
+    base = tmp_path / "qwen3-tiny"
+    base.mkdir()
+    Qwen3Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, vocab_size=300).save_pretrained(base)
+    code, out, _ = _run(capsys, "--config", str(_local_config(tmp_path, config_data, base, [str(DEMO_ADAPTER)])))
+    assert code == 1
+    fail = _lines(out, "FAIL", "adapter")
+    assert fail and "does not fit" in fail[0] and "lora_" in fail[0] and "wide" in fail[0] and "->" in fail[0]
+
+
+def test_no_adapter_is_a_warning_not_a_failure(capsys, tmp_path, config_data, demo_base):
+    code, out, _ = _run(capsys, "--config", str(_local_config(tmp_path, config_data, demo_base, "auto")))
+    assert code == 0, out
+    assert _lines(out, "WARN", "adapter") and "1 warning" in out.splitlines()[-1]
+
+
+def test_missing_or_old_package_fails(capsys, monkeypatch, demo_base):
+    monkeypatch.setattr(checks, "_requirements", lambda: ["surely-not-installed-pkg>=1", "torch>=999",
+                                                         "numpy>=1", "bitsandbytes>=0.1 ; sys_platform == 'never'"])
+    code, out, _ = _run(capsys, "--demo")
+    assert code == 1
+    fails = [ln for ln in out.splitlines() if ln.startswith("FAIL")]
+    assert any("surely-not-installed-pkg is not installed" in ln and "uv sync" in ln for ln in fails)
+    assert any("torch" in ln and ">=999" in ln for ln in fails)
+    assert not any("bitsandbytes" in ln for ln in out.splitlines())  # marker excludes it
+    assert "2 checks failed" in out.splitlines()[-1]
+
+
+def test_model_folder_without_config(capsys, tmp_path, config_data):
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    code, out, _ = _run(capsys, "--config", str(_local_config(tmp_path, config_data, empty, [])))
+    assert code == 1 and "has no config.json" in _lines(out, "FAIL", "model")[0]
+
+
+def test_cpu_memory_verdicts():
+    """The RAM line: a 30 B model cannot run on a 24 GiB CPU machine; a 135 M one can."""
+    from jarvis_bench import config
+
+    cfg = config.load(config.default_config_path())
+    big = checks.ModelSource("hub", "x", params=checks.sizing.params_from_name("Qwen/Qwen3-30B-A3B"))
+    small = checks.ModelSource("hub", "x", params=checks.sizing.params_from_name("SmolLM2-135M"))
+    cfg.model.device = "cpu"
+    big_lines = {c.name: c for c in checks.check_hardware(cfg, big)}
+    small_lines = {c.name: c for c in checks.check_hardware(cfg, small)}
+    avail, _ = checks._ram_gib()
+    if avail < 100:
+        assert big_lines["memory"].status == "FAIL" and "CUDA GPU" in big_lines["memory"].fix
+    assert small_lines["memory"].status == "OK"
