@@ -284,6 +284,13 @@ def check_hardware(cfg: Config, src: ModelSource) -> Iterator[Check]:
                 + (f"{len(gpus)} CUDA GPU(s)" if gpus else "no CUDA GPU visible"))
     for i, (name, free, total) in enumerate(gpus):
         yield Check("OK", "gpu", f"cuda:{i} {name}: {free:.1f} GiB free of {total:.1f} GiB")
+    if not gpus and shutil.which("nvidia-smi") and m.device != "cpu":
+        if torch.version.cuda is None:
+            yield Check("FAIL", "gpu", "an NVIDIA driver is installed but this torch is the CPU-only build",
+                        "install the CUDA build of torch (INSTALLATION.md, section CUDA)")
+        else:
+            yield Check("WARN", "gpu", f"an NVIDIA driver is installed but torch (CUDA {cuda_build}) cannot use it",
+                        f"update the NVIDIA driver to one that supports CUDA {cuda_build} (nvidia-smi shows yours)")
     want_cuda = bool(gpus) and m.device != "cpu"
     if m.device == "cuda" and not gpus:
         hint = "install the CUDA build of torch (see INSTALLATION.md)" if cuda_build == "none" else \
