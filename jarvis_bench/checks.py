@@ -487,6 +487,20 @@ def run_all(config_path: Path, *, demo: bool = False) -> list[Check]:
         return checks
     checks.append(Check("OK", "config", f"{cfg.source}: {len(cfg.prompts)} prompts in {len(cfg.categories)} "
                         f"categories ({', '.join(cfg.categories)}), {len(cfg.tools)} tools"))
+    from .backends import factory
+
+    try:
+        factory(cfg.model.backend)
+    except JarvisBenchError as exc:
+        checks.append(Check("FAIL", "backend", str(exc)))
+        return checks
+    if cfg.model.backend == "replay" and not demo:
+        replay = cfg.resolve(cfg.model.replay_file or "")
+        checks.append(Check("OK", "backend", f"replay: answers read from {replay}") if replay.is_file() else
+                      Check("FAIL", "backend", f"model.replay_file {replay} does not exist",
+                            "point it at the JSONL of answers to score"))
+        checks.append(check_embedder(cfg))
+        return checks
     if demo:
         try:
             cfg = demo_mod.apply(cfg, base=demo_mod.cached_base_dir() or demo_mod.gguf_path().parent)

@@ -147,3 +147,16 @@ def test_cpu_memory_verdicts():
     if avail < 100:
         assert big_lines["memory"].status == "FAIL" and "CUDA GPU" in big_lines["memory"].fix
     assert small_lines["memory"].status == "OK"
+
+
+def test_unknown_backend_and_replay(capsys, tmp_path, config_data):
+    data = json.loads(json.dumps(config_data))
+    data["model"]["backend"] = "transformer"
+    code, out, _ = _run(capsys, "--config", str(write_config(tmp_path / "b.json", data)))
+    assert code == 1 and 'did you mean "transformers"' in _lines(out, "FAIL", "backend")[0]
+    data["model"].update(backend="replay", replay_file="answers.jsonl")
+    code, out, _ = _run(capsys, "--config", str(write_config(tmp_path / "r.json", data)))
+    assert code == 1 and str(tmp_path / "answers.jsonl") in _lines(out, "FAIL", "backend")[0]
+    (tmp_path / "answers.jsonl").write_text("", encoding="utf-8")
+    code, out, _ = _run(capsys, "--config", str(tmp_path / "r.json"))
+    assert code == 0 and _lines(out, "OK", "backend") and not _lines(out, "OK", "torch")

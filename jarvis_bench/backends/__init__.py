@@ -8,7 +8,7 @@ from ..config import Config
 from ..errors import BackendUnavailable, ConfigError
 from .base import Backend, Generation, Request
 
-__all__ = ["Backend", "Generation", "Request", "create", "names"]
+__all__ = ["Backend", "Generation", "Request", "create", "factory", "names"]
 
 
 def _transformers(cfg: Config, device: str) -> Backend:
@@ -40,15 +40,18 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
-def create(cfg: Config, *, device: str = "auto") -> Backend:
-    """The configured backend, or a clear error naming the valid ones."""
-    factory = _REGISTRY.get(cfg.model.backend)
-    if factory is None:
+def factory(name: str) -> Callable[[Config, str], Backend]:
+    """The factory registered under `name`, or a clear error naming the valid ones (imports nothing)."""
+    found = _REGISTRY.get(name)
+    if found is None:
         import difflib
 
-        close = difflib.get_close_matches(cfg.model.backend, names(), n=1)
+        close = difflib.get_close_matches(name, names(), n=1)
         hint = f' (did you mean "{close[0]}"?)' if close else ""
-        raise ConfigError(
-            f'model.backend = "{cfg.model.backend}" is not a backend{hint}; choose one of: {", ".join(names())}'
-        )
-    return factory(cfg, device)
+        raise ConfigError(f'model.backend = "{name}" is not a backend{hint}; choose one of: {", ".join(names())}')
+    return found
+
+
+def create(cfg: Config, *, device: str = "auto") -> Backend:
+    """The configured backend, or a clear error naming the valid ones."""
+    return factory(cfg.model.backend)(cfg, device)

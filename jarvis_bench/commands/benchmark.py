@@ -160,13 +160,14 @@ def console_report(data: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace, argv: list[str] | None) -> int:
-    from .. import adapters, analysis, config, fsutil, pipeline, results
+    from .. import adapters, analysis, backends, config, fsutil, pipeline, results
     from ..cache import GenerationCache
 
     t0 = time.perf_counter()
     cfg_path = args.config or config.default_config_path()
     cfg = _apply_overrides(config.load(cfg_path), args)
     prompts = select_prompts(cfg, args.category, args.limit)
+    backends.factory(cfg.model.backend)  # a misspelt backend is reported before anything else
     variants = adapters.discover(cfg)
     out_dir = args.output_dir.expanduser().resolve()
     _check_writable(out_dir)
