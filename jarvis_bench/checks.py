@@ -260,13 +260,6 @@ def _gpus() -> list[tuple[str, float, float]]:
     return out
 
 
-def _ram_gib() -> tuple[float, float]:
-    import psutil
-
-    vm = psutil.virtual_memory()
-    return vm.available / sizing.GIB, vm.total / sizing.GIB
-
-
 def _batch_for(cfg: Config, n_prompts: int) -> int:
     from .backends.hf import CUDA_MAX_BATCH
 
@@ -335,7 +328,7 @@ def check_hardware(cfg: Config, src: ModelSource) -> Iterator[Check]:
     # CPU: no quantization, float32 unless the config says otherwise.
     dtype = m.dtype if m.dtype != "auto" else "float32"
     cpu = sizing.estimate(p, quantization="none", dtype=dtype, config=src.config, batch=16, cuda=False)
-    avail, total = _ram_gib()
+    avail, total = sizing.ram_gib()
     ignored = f", model.quantization {m.quantization!r} needs CUDA" if m.quantization != "none" else ""
     detail = (f"no CUDA GPU: runs on CPU in {dtype}{ignored}; needs ~{cpu.minimum_gib:.1f} GiB RAM, "
               f"{avail:.1f} GiB available of {total:.1f}")

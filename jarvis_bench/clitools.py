@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable
 
 from .errors import EXIT_INTERRUPTED, JarvisBenchError
+
+
+def positive(value: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return n
 
 
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:

@@ -193,6 +193,14 @@ def estimate(
     )
 
 
+def ram_gib() -> tuple[float, float]:
+    """(available, total) system memory in GiB."""
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return vm.available / GIB, vm.total / GIB
+
+
 def safetensors_shapes(path: Path) -> dict[str, list[int]]:
     """Tensor name -> shape from a .safetensors header (reads a few KB, never the weights)."""
     with path.open("rb") as f:

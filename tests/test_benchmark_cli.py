@@ -219,3 +219,17 @@ def test_run_timeout_keeps_finished_answers(tmp_path, config_data, capsys):
     res = json.loads((out / "benchmark_results.json").read_text(encoding="utf-8"))
     assert res["metadata"]["timed_out"] is True and res["metadata"]["complete"] is False
     assert res["metadata"]["missing_answers"] == 30 and all(not r["variants"] for r in res["results"])
+
+
+def test_a_model_too_big_for_the_ram_is_refused_before_loading(monkeypatch, tmp_path, capsys, demo_base):
+    """CPU load of a model larger than the available RAM: one-line error, exit 3, nothing loaded."""
+    from jarvis_bench import sizing
+    from jarvis_bench.backends import hf
+
+    monkeypatch.setattr(sizing, "ram_gib", lambda: (0.2, 1.0))
+    loaded = []
+    monkeypatch.setattr(hf.TransformersBackend, "_load_kwargs", lambda self: loaded.append(1) or {})
+    code = benchmark.main(["--demo", "--no-cache", "--limit", "1", "--output-dir", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 3 and not loaded
+    assert "0.13 B parameters" in err and "GiB of RAM" in err and "CUDA GPU" in err and "Traceback" not in err

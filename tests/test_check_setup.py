@@ -143,7 +143,7 @@ def test_cpu_memory_verdicts():
     cfg.model.device = "cpu"
     big_lines = {c.name: c for c in checks.check_hardware(cfg, big)}
     small_lines = {c.name: c for c in checks.check_hardware(cfg, small)}
-    avail, _ = checks._ram_gib()
+    avail, _ = checks.sizing.ram_gib()
     if avail < 100:
         assert big_lines["memory"].status == "FAIL" and "CUDA GPU" in big_lines["memory"].fix
     assert small_lines["memory"].status == "OK"

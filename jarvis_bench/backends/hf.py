@@ -77,6 +77,7 @@ class TransformersBackend:
         self.base_path: str = str(local) if local.is_dir() else base
         self.is_local = local.is_dir()
         self.tokenizer: Any = None
+        self.model_config: Any = None
         self.model: Any = None
         self.variants: list[Variant] = []
         self._identity: dict[str, Any] | None = None
@@ -175,11 +176,41 @@ class TransformersBackend:
                     kw["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         return kw
 
+    def _memory_guard(self) -> None:
+        """Refuse a CPU load that cannot fit in RAM (the OS would swap or kill us); warn on a tight GPU."""
+        from .. import sizing
+
+        if self.model_config is None:
+            return
+        try:
+            params = sizing.count_params(self.model_config.to_dict())
+        except (KeyError, TypeError, ValueError):
+            return
+        est = sizing.estimate(params, quantization=self.quantization, dtype=self.dtype_name,
+                              cuda=self.device == "cuda")
+        size = f"{self.cfg.model.base_name or self.cfg.model.base} ({params.total / 1e9:.2f} B parameters)"
+        if self.device == "cpu":
+            avail, _ = sizing.ram_gib()
+            if est.weights_gib > 0.95 * avail:
+                raise ModelLoadError(
+                    f"{size} needs ~{est.weights_gib:.1f} GiB of RAM in {self.dtype_name} on the CPU, "
+                    f"{avail:.1f} GiB are available; run it on a CUDA GPU "
+                    "(`uv run python check_setup.py` says how much memory it needs)"
+                )
+            return
+        import torch
+
+        free = sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())) / sizing.GIB
+        if est.minimum_gib > free:
+            log.warning("%s needs ~%.1f GiB of GPU memory in %s, %.1f GiB are free: loading may fail "
+                        "(`uv run python check_setup.py` explains).", size, est.minimum_gib, self.quantization, free)
+
     def _load(self) -> None:
         """Load the base once and attach every adapter to it (on the first generate())."""
         import torch
         from transformers import AutoModelForCausalLM
 
+        self._memory_guard()
         if self.device == "cpu":
             log.warning("Running on CPU: fine for the demo, very slow for a large model.")
         t0 = time.perf_counter()

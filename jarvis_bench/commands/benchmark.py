@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..clitools import positive
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, ConfigError
 
 log = logging.getLogger("jarvis_bench.benchmark")
@@ -24,18 +25,8 @@ log = logging.getLogger("jarvis_bench.benchmark")
 FLIPS_FILE = "flips.csv"
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return n
-
-
 def _batch(value: str) -> str | int:
-    return "auto" if value == "auto" else _positive(value)
+    return "auto" if value == "auto" else positive(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LoRA adapter folder to compare (repeatable; overrides model.adapters)")
     p.add_argument("--all-checkpoints", action="store_true", help="every <adapters_dir>/*/final in one run")
     p.add_argument("--backend", help="generation backend (overrides model.backend)")
-    p.add_argument("--max-new-tokens", type=_positive, help="generation limit per answer")
+    p.add_argument("--max-new-tokens", type=positive, help="generation limit per answer")
     p.add_argument("--batch-size", type=_batch, help='prompts per batch, or "auto"')
-    p.add_argument("--limit", type=_positive, metavar="N", help="only the first N prompts (after --category)")
+    p.add_argument("--limit", type=positive, metavar="N", help="only the first N prompts (after --category)")
     p.add_argument("--category", action="append", metavar="NAME", help="only this category (repeatable)")
     p.add_argument("--output-dir", type=Path, default=Path("results"), help="where results go (default: results/)")
     p.add_argument("--no-cache", action="store_true", help="regenerate every answer (ignore and skip the cache)")
@@ -62,27 +53,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _apply_overrides(cfg: Any, args: argparse.Namespace) -> Any:
+def apply_overrides(cfg: Any, args: argparse.Namespace) -> Any:
+    """The command-line flags over the config (any flag a command lacks counts as not given)."""
     from pydantic import ValidationError
 
     from .. import demo
 
-    if args.demo:
-        cfg = demo.apply(cfg, all_checkpoints=args.all_checkpoints)
+    def flag(name: str) -> Any:
+        return getattr(args, name, None)
+
+    if flag("demo"):
+        cfg = demo.apply(cfg, all_checkpoints=bool(flag("all_checkpoints")))
     updates: list[tuple[str, str, Any, Any]] = []  # (flag, section, field, value)
-    if args.model:
+    if flag("model"):
         updates += [("--model", "model", "base", args.model), ("--model", "model", "base_name", None)]
-    if args.adapter:
+    if flag("adapter"):
         updates.append(("--adapter", "model", "adapters", [str(p.expanduser().resolve()) for p in args.adapter]))
-    elif args.all_checkpoints:
+    elif flag("all_checkpoints"):
         updates.append(("--all-checkpoints", "model", "adapters", "all"))
-    if args.backend:
+    if flag("backend"):
         updates.append(("--backend", "model", "backend", args.backend))
-    if args.device:
+    if flag("device"):
         updates.append(("--device", "model", "device", args.device))
-    if args.max_new_tokens:
+    if flag("max_new_tokens"):
         updates.append(("--max-new-tokens", "generation", "max_new_tokens", args.max_new_tokens))
-    if args.batch_size:
+    if flag("batch_size"):
         updates.append(("--batch-size", "generation", "batch_size", args.batch_size))
     for flag, section, field, value in updates:
         try:
@@ -165,7 +160,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
 
     t0 = time.perf_counter()
     cfg_path = args.config or config.default_config_path()
-    cfg = _apply_overrides(config.load(cfg_path), args)
+    cfg = apply_overrides(config.load(cfg_path), args)
     prompts = select_prompts(cfg, args.category, args.limit)
     backends.factory(cfg.model.backend)  # a misspelt backend is reported before anything else
     variants = adapters.discover(cfg)

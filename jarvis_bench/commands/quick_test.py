@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_FAILURE, EXIT_OK
-from .benchmark import _positive
+from ..clitools import positive
 
 OK_LINE = "OK QUICK TEST RÉUSSI"
 
@@ -31,10 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", type=Path, help="config file (default: ./benchmark_config.json)")
     p.add_argument("--demo", action="store_true", help="use the embedded demo model and adapter (offline, CPU)")
-    p.add_argument("-n", "--per-category", type=_positive, default=1, metavar="N",
+    p.add_argument("-n", "--per-category", type=positive, default=1, metavar="N",
                    help="prompts per category (default: 1)")
-    p.add_argument("--adapter", type=Path, metavar="PATH", help="adapter to test (default: the config's first)")
-    p.add_argument("--max-new-tokens", type=_positive, help="generation limit per answer (default: the config's)")
+    p.add_argument("--adapter", action="append", type=Path, metavar="PATH",
+                   help="adapter to test (repeatable: one column each; default: the config's newest)")
+    p.add_argument("--max-new-tokens", type=positive, help="generation limit per answer (default: the config's)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default=None, help="where to run (default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -117,25 +118,21 @@ def problems(data: dict[str, Any], variants: list[str]) -> tuple[list[str], list
                 fails.append(f"{r['id']}/{name}: empty answer")
     if len(variants) == 1:
         warns.append("no adapter found: only the base model was tested (set model.adapters or pass --adapter)")
-    elif not fails and all(r["variants"][variants[0]]["response"] == r["variants"][variants[1]]["response"]
-                           for r in data["results"]):
-        warns.append(f"{variants[1]} answers exactly like the base on every prompt: is the adapter trained, "
-                     "and made for this base?")
+    for name in variants[1:] if not fails else []:
+        if all(r["variants"][variants[0]]["response"] == r["variants"][name]["response"] for r in data["results"]):
+            warns.append(f"{name} answers exactly like the base on every prompt: is the adapter trained, "
+                         "and made for this base?")
     return fails, warns
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import adapters, analysis, config, pipeline
-    from .benchmark import _apply_overrides
+    from .benchmark import apply_overrides
 
     t0 = time.perf_counter()
-    cfg = config.load(args.config or config.default_config_path())
-    overrides = argparse.Namespace(demo=args.demo, all_checkpoints=False, model=None, backend=None, batch_size=None,
-                                   adapter=[args.adapter] if args.adapter else None, device=args.device,
-                                   max_new_tokens=args.max_new_tokens)
-    cfg = _apply_overrides(cfg, overrides)
+    cfg = apply_overrides(config.load(args.config or config.default_config_path()), args)
     prompts = pick(list(cfg.prompts), args.per_category)
-    variants = adapters.discover(cfg)[:2]
+    variants = adapters.discover(cfg)[: 1 + max(1, len(args.adapter or []))]
     names = [v.name for v in variants]
     with tempfile.TemporaryDirectory(prefix="jarvis-quick-") as tmp:
         data, outcome = pipeline.generate(cfg, variants, prompts, out_dir=Path(tmp), cache=None,
