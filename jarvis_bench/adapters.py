@@ -28,11 +28,20 @@ class Variant:
     rank: int | None = None
     target_modules: tuple[str, ...] = ()
     base_model: str | None = None  # base_model_name_or_path declared by the adapter
+    served_as: str | None = None  # openai backend: the model name on the endpoint
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def is_base(self) -> bool:
-        return self.path is None
+        return self.name == BASE
+
+    @property
+    def key(self) -> str | None:
+        """What identifies this variant's weights in cache keys: the adapter's content hash, or for an
+        adapter that only exists on a server, the model name it is served as."""
+        if self.content_hash:
+            return self.content_hash
+        return f"served:{self.served_as}" if self.served_as and not self.is_base else None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -42,6 +51,7 @@ class Variant:
             "rank": self.rank,
             "target_modules": list(self.target_modules),
             "base_model_name_or_path": self.base_model,
+            "served_as": self.served_as,
         }
 
 
@@ -165,4 +175,21 @@ def discover(cfg: Config, *, digest: bool = True) -> list[Variant]:
                 cfg.model.base,
             )
         variants.append(v)
+    if cfg.model.backend == "openai":
+        variants = _served(cfg, variants)
     return variants
+
+
+def _served(cfg: Config, variants: list[Variant]) -> list[Variant]:
+    """openai backend: every variant gets its model name on the endpoint; adapters that live only on
+    the server (model.endpoint.adapter_models names with no local folder) are added."""
+    ep = cfg.model.endpoint
+    out = []
+    for v in variants:
+        served = (ep.base_model or cfg.model.base_name or cfg.model.base) if v.is_base else ep.adapter_models.get(v.name, v.name)
+        out.append(Variant(**{**v.__dict__, "served_as": served}))
+    known = {v.name for v in out}
+    for name, served in ep.adapter_models.items():
+        if name not in known and name != BASE:
+            out.append(Variant(name=name, served_as=served))
+    return out

@@ -25,6 +25,47 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
 
 
+class EndpointSection(_Strict):
+    """The `openai` backend: an OpenAI-compatible chat endpoint (vLLM, transformers serve, llama.cpp…)."""
+
+    base_url: str | None = None
+    """Endpoint root including /v1, e.g. "http://localhost:8000/v1"."""
+    api_key_env: str | None = None
+    """Name of the environment variable that holds the API key (e.g. "OPENAI_API_KEY"). The key itself
+    never appears in the config, the results, the logs or the cache."""
+    base_model: str | None = None
+    """Model name that serves the base on the endpoint (default: model.base_name, else model.base)."""
+    adapter_models: dict[str, str] = {}
+    """Variant name -> model name on the endpoint. Local adapters (model.adapters) default to their
+    variant name (vLLM: `--lora-modules run-7=output/run-7/final`); names listed here that match no
+    local adapter are adapters that live only on the server."""
+    concurrency: int = Field(8, ge=1, le=256)
+    """Requests in flight at once."""
+    request_timeout_s: float = Field(300.0, gt=0)
+    """Per-request limit (seconds) before it is retried."""
+    max_retries: int = Field(4, ge=0, le=20)
+    """Retries (jittered exponential backoff) on 429, 5xx, timeouts and connection errors."""
+
+
+class VllmSection(_Strict):
+    """The `vllm` backend (CUDA only, `uv sync --extra vllm`)."""
+
+    tensor_parallel_size: int = Field(1, ge=1)
+    """GPUs each layer is split over (one node)."""
+    pipeline_parallel_size: int = Field(1, ge=1)
+    """Stages the layers are split into (across nodes with the Ray executor)."""
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    """Fraction of each GPU's memory vLLM may use (weights + KV cache)."""
+    max_model_len: int | None = Field(None, ge=256)
+    """Context length to reserve KV cache for (default: the model's, capped by memory)."""
+    distributed_executor_backend: Literal["mp", "ray"] | None = None
+    """"ray" for several nodes (start the Ray cluster first); default: vLLM's choice."""
+    enforce_eager: bool = False
+    """Skip CUDA graph capture (faster start, slower decoding)."""
+    quantization: str | None = None
+    """vLLM quantization of a pre-quantized checkpoint ("awq", "gptq", "fp8"…); default: from the checkpoint."""
+
+
 class ModelSection(_Strict):
     base: str = "Qwen/Qwen3-30B-A3B"
     """Base model: a Hugging Face hub id or a local folder (relative paths: to the config file)."""
@@ -39,7 +80,8 @@ class ModelSection(_Strict):
     adapters_dir: str = "output"
     """Where "auto"/"all" look for `<run>/final/adapter_config.json` (relative to the config file)."""
     backend: str = "transformers"
-    """Generation backend: "transformers" (transformers + peft, one base load) or "replay"."""
+    """Generation backend: "transformers" (transformers + peft, one base load), "vllm" (CUDA, multi-LoRA,
+    several GPUs), "openai" (any OpenAI-compatible endpoint, see `endpoint`) or "replay" (answers from a file)."""
     quantization: Literal["4bit", "8bit", "none"] = "4bit"
     """Weight quantization on CUDA (bitsandbytes): 4-bit NF4, 8-bit, or none. Ignored on CPU."""
     double_quant: bool = True
@@ -53,6 +95,10 @@ class ModelSection(_Strict):
     trust_remote_code: bool = False
     """Allow model code from the hub to run. Off unless you trust the repository."""
     replay_file: str | None = None
+    endpoint: EndpointSection = EndpointSection()
+    """openai backend: where the endpoint is and which model names serve the base and the adapters."""
+    vllm: VllmSection = VllmSection()
+    """vllm backend: engine settings (parallelism, memory)."""
     """replay backend only: JSONL of {"id", "variant", "response"} answers produced elsewhere."""
 
 
@@ -327,6 +373,11 @@ def _cross_checks(cfg: Config) -> list[str]:
             problems.append(
                 f'correction_categories: "{cat}" has no prompts; remove it or add prompts with that category'
             )
+    if cfg.model.backend == "openai" and not cfg.model.endpoint.base_url:
+        problems.append('model.endpoint.base_url is required when model.backend is "openai"; '
+                        'set it to the server\'s /v1 URL, e.g. "http://localhost:8000/v1"')
+    if cfg.model.endpoint.base_url and not cfg.model.endpoint.base_url.startswith(("http://", "https://")):
+        problems.append(f'model.endpoint.base_url = "{cfg.model.endpoint.base_url}" must start with http:// or https://')
     if cfg.model.backend == "replay" and not cfg.model.replay_file:
         problems.append('model.replay_file is required when model.backend is "replay"; set it to a JSONL file')
     return problems

@@ -54,7 +54,7 @@ def run(
     requests = [Request(p.id, tuple(chat.messages(cfg, p))) for p in prompts]
     identity = backend.identity()
     gen_params = params(cfg)
-    keys = {(r.prompt_id, v.name): generation_key(identity, v.content_hash, backend.render(r), gen_params)
+    keys = {(r.prompt_id, v.name): generation_key(identity, v.key, backend.render(r), gen_params)
             for v in variants for r in requests}
     out_dir.mkdir(parents=True, exist_ok=True)
     jsonl = out_dir / GENERATIONS_FILE

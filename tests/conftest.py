@@ -73,3 +73,84 @@ def demo_run(demo_base, tmp_path_factory):
 def write_config(path: Path, data: dict) -> Path:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
     return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _hub_repo(hub: Path, repo: str, src: Path) -> None:
+    """Expose a local model folder as `repo` in a Hugging Face cache layout (what `transformers serve` lists)."""
+    import hashlib
+
+    d = hub / f"models--{repo.replace('/', '--')}"
+    rev = hashlib.sha1(repo.encode()).hexdigest()
+    snap = d / "snapshots" / rev
+    snap.mkdir(parents=True)
+    for f in src.iterdir():
+        (snap / f.name).symlink_to(f)
+    (d / "refs").mkdir()
+    (d / "refs" / "main").write_text(rev)
+
+
+SERVED_BASE = "jarvis-bench/demo-base"
+SERVED_MERGED = "jarvis-bench/demo-merged"
+
+
+@pytest.fixture(scope="session")
+def served_demo(demo_base, tmp_path_factory):
+    """A real `transformers serve` process on a free loopback port serving the demo base and the demo
+    adapter merged into it (the server loads plain HF folders, not GGUF files or bare adapters)."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from jarvis_bench import demo
+
+    if shutil.which("transformers", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("transformers[serving] is not installed (dev dependency group)")
+    root = tmp_path_factory.mktemp("served")
+    merged = root / "merged"
+    model = AutoModelForCausalLM.from_pretrained(demo_base, dtype=torch.float32)
+    PeftModel.from_pretrained(model, str(demo.DEMO_ADAPTER)).merge_and_unload().save_pretrained(merged)
+    AutoTokenizer.from_pretrained(demo_base).save_pretrained(merged)
+    hub = root / "hub"
+    _hub_repo(hub, SERVED_BASE, demo_base)
+    _hub_repo(hub, SERVED_MERGED, merged)
+    port = free_port()
+    env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}
+    log = (root / "server.log").open("w")
+    exe = str(Path(sys.executable).parent / "transformers")
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--model-timeout", "3600",
+            "--continuous-batching"]  # batches concurrent requests: ~3.5x faster than one at a time here
+    proc = subprocess.Popen([exe, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"transformers serve did not start: {(root / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield {"url": f"{url}/v1", "base": SERVED_BASE, "merged": SERVED_MERGED, "log": root / "server.log"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

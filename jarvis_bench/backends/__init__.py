@@ -24,6 +24,29 @@ def _transformers(cfg: Config, device: str) -> Backend:
     return TransformersBackend(cfg, device=device)
 
 
+def _openai(cfg: Config, device: str) -> Backend:
+    import importlib.util
+
+    if importlib.util.find_spec("httpx") is None:
+        raise BackendUnavailable("the openai backend needs httpx; run `uv sync`")
+    from .endpoint import OpenAIBackend
+
+    return OpenAIBackend(cfg)
+
+
+def _vllm(cfg: Config, device: str) -> Backend:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise BackendUnavailable(
+            'the vllm backend needs the `vllm` extra: run `uv sync --extra vllm` (Linux + CUDA GPU), '
+            'or use model.backend "transformers"'
+        )
+    from .vllm_engine import VllmBackend
+
+    return VllmBackend(cfg, device=device)
+
+
 def _replay(cfg: Config, device: str) -> Backend:
     from .replay import ReplayBackend
 
@@ -32,6 +55,8 @@ def _replay(cfg: Config, device: str) -> Backend:
 
 _REGISTRY: dict[str, Callable[[Config, str], Backend]] = {
     "transformers": _transformers,
+    "vllm": _vllm,
+    "openai": _openai,
     "replay": _replay,
 }
 

@@ -1,0 +1,251 @@
+"""openai backend: any OpenAI-compatible chat endpoint (vLLM `serve --enable-lora --lora-modules`,
+`transformers serve`, llama.cpp server, Ollama, LM Studio…).
+
+- the base and each adapter are model names on the endpoint (`Variant.served_as`); `/v1/models` is
+  checked before anything is generated, and a missing name is a one-line error listing what is served;
+- greedy: `temperature=0`, `max_tokens`, `seed`; the tool catalog goes in `tools`; Qwen3's thinking
+  switch goes in `chat_template_kwargs` (dropped, once, for a server that rejects the field);
+- tool calls the server parsed out of the text come back as `<tool_call>{json}</tool_call>` so they
+  are scored exactly like the transformers backend's raw text;
+- bounded concurrency (threads), a per-request timeout, bounded jittered exponential retries on
+  429/5xx/timeouts/connection errors (honouring Retry-After); an answer that still fails is recorded
+  as an error naming the URL — never scored as text;
+- the API key is read from the environment variable `endpoint.api_key_env` names and is sent only in
+  the Authorization header: it is not in the identity, the info, the cache or any message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from ..adapters import Variant
+from ..chat import tools as tool_schemas
+from ..config import Config
+from ..errors import ConfigError, ModelLoadError
+from ..text import strip_thinking
+from .base import Generation, Request
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 20.0
+
+
+def backoff_s(attempt: int, retry_after: str | None = None, rng: random.Random | None = None) -> float:
+    """Seconds to wait before retry `attempt` (0-based): Retry-After when the server gives one (capped),
+    else exponential with +-50 % jitter so parallel clients do not retry in lockstep."""
+    if retry_after:
+        try:
+            return min(max(float(retry_after), 0.0), BACKOFF_CAP_S)
+        except ValueError:
+            pass
+    r = (rng or random).uniform(0.5, 1.5)
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt * r)
+
+
+def answer_text(message: dict[str, Any]) -> str:
+    """The assistant message as one text: content, then each parsed tool call as <tool_call>{json}</tool_call>."""
+    parts = [message.get("content") or ""]
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        args: Any = fn.get("arguments")
+        if isinstance(args, str):
+            try:
+                args = json.loads(args) if args.strip() else {}
+            except json.JSONDecodeError:
+                pass  # keep the raw string: scoring sees what the server sent
+        payload = json.dumps({"name": fn.get("name"), "arguments": args}, ensure_ascii=False)
+        parts.append(f"<tool_call>\n{payload}\n</tool_call>")
+    return "\n".join(p for p in parts if p).strip()
+
+
+class _Failed(Exception):
+    def __init__(self, message: str, retryable: bool, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, cfg: Config) -> None:
+        import httpx
+
+        ep = cfg.model.endpoint
+        if not ep.base_url:
+            raise ConfigError('model.endpoint.base_url is required when model.backend is "openai"')
+        self.cfg = cfg
+        self.base_url = ep.base_url.rstrip("/")
+        headers = {"User-Agent": "jarvis-bench"}
+        if ep.api_key_env:
+            key = os.environ.get(ep.api_key_env)
+            if not key:
+                raise ConfigError(
+                    f"model.endpoint.api_key_env names the environment variable {ep.api_key_env}, which is not set; "
+                    f"export {ep.api_key_env}=<your key> or remove api_key_env for a server without keys"
+                )
+            headers["Authorization"] = f"Bearer {key}"
+        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(ep.request_timeout_s, connect=10.0))
+        self._httpx = httpx
+        self._send_template_kwargs = True
+        self._lock = threading.Lock()
+        self._rng = random.Random(cfg.generation.seed)
+        self.variants: list[Variant] = []
+        self._info: dict[str, Any] = {"device": "endpoint", "endpoint": self.base_url, "retries": 0}
+
+    # ------------------------------------------------------------------ setup
+
+    def _get(self, path: str) -> Any:
+        url = f"{self.base_url}{path}"
+        last = ""
+        for attempt in range(self.cfg.model.endpoint.max_retries + 1):
+            try:
+                resp = self._client.get(url)
+            except self._httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if resp.status_code in (401, 403):
+                    raise ConfigError(
+                        f"{url} refused the request (HTTP {resp.status_code}); check the API key in the variable "
+                        f"model.endpoint.api_key_env names ({self.cfg.model.endpoint.api_key_env or 'none set'})"
+                    )
+                if resp.status_code < 400:
+                    return resp.json()
+                last = f"HTTP {resp.status_code}"
+                if resp.status_code not in RETRY_STATUS:
+                    break
+            if attempt < self.cfg.model.endpoint.max_retries:
+                time.sleep(backoff_s(attempt, rng=self._rng))
+        raise ModelLoadError(
+            f"cannot reach the endpoint {url} ({last}); start the server or fix model.endpoint.base_url"
+        )
+
+    def prepare(self, variants: Sequence[Variant]) -> None:
+        self.variants = list(variants)
+        t0 = time.perf_counter()
+        listing = self._get("/models")
+        served = sorted(str(m.get("id")) for m in (listing.get("data") or []) if isinstance(m, dict))
+        missing = [v for v in self.variants if v.served_as not in served]
+        if missing:
+            v = missing[0]
+            where = ("model.endpoint.base_model" if v.is_base else f'model.endpoint.adapter_models["{v.name}"]')
+            raise ConfigError(
+                f"the endpoint {self.base_url} does not serve {v.served_as!r} (variant {v.name}); it serves: "
+                f"{', '.join(served) or 'nothing'}; set {where} to one of them or load it on the server "
+                "(vLLM: --lora-modules NAME=PATH)"
+            )
+        self._info["served_models"] = {v.name: v.served_as for v in self.variants}
+        self._info["models_check_s"] = round(time.perf_counter() - t0, 3)
+
+    def identity(self) -> dict[str, Any]:
+        # No API key here: the identity goes into cache keys and the results.
+        return {"backend": self.name, "base_url": self.base_url,
+                "base": next((v.served_as for v in self.variants if v.is_base), None)}
+
+    def _body(self, request: Request) -> dict[str, Any]:
+        g = self.cfg.generation
+        body: dict[str, Any] = {
+            "messages": list(request.messages),
+            "temperature": 0,
+            "max_tokens": g.max_new_tokens,
+            "seed": g.seed,
+        }
+        if g.include_tools:
+            body["tools"] = tool_schemas(self.cfg)
+        if self._send_template_kwargs:
+            body["chat_template_kwargs"] = {"enable_thinking": g.enable_thinking}
+        return body
+
+    def render(self, request: Request) -> str:
+        return json.dumps(self._body(request), ensure_ascii=False, sort_keys=True)
+
+    # ------------------------------------------------------------------ generation
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.base_url}/chat/completions"
+        try:
+            resp = self._client.post(url, json=body)
+        except self._httpx.TimeoutException:
+            raise _Failed(f"timeout after {self.cfg.model.endpoint.request_timeout_s:g}s from {url}", True) from None
+        except self._httpx.HTTPError as exc:
+            raise _Failed(f"{type(exc).__name__} from {url}: {exc}", True) from None
+        if resp.status_code >= 400:
+            detail = resp.text[:200].replace("\n", " ")
+            if resp.status_code in (400, 422) and "chat_template_kwargs" in detail and "chat_template_kwargs" in body:
+                with self._lock:
+                    if self._send_template_kwargs:
+                        log.info("%s does not accept chat_template_kwargs; sending requests without it.", url)
+                    self._send_template_kwargs = False
+                raise _Failed("chat_template_kwargs rejected", True, retry_after="0")
+            raise _Failed(f"HTTP {resp.status_code} from {url}: {detail}", resp.status_code in RETRY_STATUS,
+                          resp.headers.get("retry-after"))
+        try:
+            return resp.json()
+        except ValueError:
+            raise _Failed(f"invalid JSON from {url}", True) from None
+
+    def _one(self, variant: Variant, request: Request) -> Generation:
+        ep = self.cfg.model.endpoint
+        t0 = time.perf_counter()
+        attempt = 0
+        while True:
+            body = {"model": variant.served_as, **self._body(request)}
+            try:
+                data = self._post(body)
+                choice = (data.get("choices") or [{}])[0]
+                message = choice.get("message") or {}
+                text, thinking = strip_thinking(answer_text(message))
+                thinking += len(message.get("reasoning_content") or message.get("reasoning") or "")
+                usage = data.get("usage") or {}
+                return Generation(
+                    prompt_id=request.prompt_id, variant=variant.name, response=text,
+                    tokens=int(usage.get("completion_tokens") or 0), latency_s=round(time.perf_counter() - t0, 3),
+                    truncated=choice.get("finish_reason") == "length", thinking_chars=thinking,
+                )
+            except _Failed as exc:
+                if not exc.retryable or attempt >= ep.max_retries:
+                    tries = f" after {attempt + 1} attempts" if attempt else ""
+                    return Generation(prompt_id=request.prompt_id, variant=variant.name,
+                                      latency_s=round(time.perf_counter() - t0, 3), error=f"{exc}{tries}")
+                if str(exc) != "chat_template_kwargs rejected":
+                    with self._lock:
+                        self._info["retries"] += 1
+                    log.debug("retrying %s/%s: %s", request.prompt_id, variant.name, exc)
+                time.sleep(backoff_s(attempt, exc.retry_after, self._rng))
+                attempt += 1
+
+    def generate(self, variant: Variant, requests: Sequence[Request]) -> Iterator[Generation]:
+        """At most `endpoint.concurrency` requests in flight; answers are yielded as they finish."""
+        pool = ThreadPoolExecutor(max_workers=self.cfg.model.endpoint.concurrency, thread_name_prefix="jarvis-http")
+        pending: set[Future[Generation]] = set()
+        todo = iter(requests)
+        try:
+            for r in todo:
+                pending.add(pool.submit(self._one, variant, r))
+                if len(pending) >= self.cfg.model.endpoint.concurrency:
+                    break
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        pending.add(pool.submit(self._one, variant, nxt))
+                    yield fut.result()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._info)
+
+    def close(self) -> None:
+        self._client.close()

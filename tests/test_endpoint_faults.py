@@ -1,0 +1,156 @@
+"""The openai backend's retry rules against a real local HTTP server that fails on purpose."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from jarvis_bench import config
+from jarvis_bench.adapters import Variant
+from jarvis_bench.backends import endpoint
+from jarvis_bench.backends.base import Request
+
+from .conftest import CONFIG
+
+
+class FlakyServer:
+    """/v1/models lists "m"; /v1/chat/completions answers with the scripted statuses, then 200."""
+
+    def __init__(self, script: list[int], *, reject_template_kwargs: bool = False, retry_after: str | None = None):
+        self.script = list(script)
+        self.bodies: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep the test output clean
+                pass
+
+            def _send(self, status, payload, headers=()):
+                raw = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_GET(self):
+                self._send(200, {"object": "list", "data": [{"id": "m"}, {"id": "m-lora"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.bodies.append(body)
+                if reject_template_kwargs and "chat_template_kwargs" in body:
+                    return self._send(400, {"error": "Unrecognized request argument: chat_template_kwargs"})
+                if outer.script:
+                    status = outer.script.pop(0)
+                    return self._send(status, {"error": "scripted"}, [("Retry-After", retry_after)] if retry_after else ())
+                message = {"content": "Je monte le son.", "tool_calls": [
+                    {"type": "function", "function": {"name": "volume_up_tool", "arguments": "{}"}}]}
+                self._send(200, {"choices": [{"message": message, "finish_reason": "tool_calls"}],
+                                 "usage": {"completion_tokens": 12}})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+@pytest.fixture
+def no_sleep(monkeypatch):
+    waits = []
+    monkeypatch.setattr(endpoint.time, "sleep", waits.append)
+    return waits
+
+
+def _backend(url, **endpoint_kw):
+    cfg = config.load(CONFIG)
+    cfg.model.backend = "openai"
+    cfg.model.endpoint = config.EndpointSection(base_url=url, base_model="m", **endpoint_kw)
+    b = endpoint.OpenAIBackend(cfg)
+    base = Variant(name="base", served_as="m")
+    b.prepare([base])
+    return b, base, Request("rt-01", ({"role": "user", "content": "monte le son"},))
+
+
+def test_5xx_and_429_are_retried_then_answered(no_sleep):
+    srv = FlakyServer([503, 500, 429])
+    try:
+        b, base, req = _backend(srv.url, max_retries=4)
+        (gen,) = list(b.generate(base, [req]))
+    finally:
+        srv.close()
+    assert gen.error is None and gen.tokens == 12
+    assert gen.response == 'Je monte le son.\n<tool_call>\n{"name": "volume_up_tool", "arguments": {}}\n</tool_call>'
+    assert len(srv.bodies) == 4 and len(no_sleep) == 3 and b.info()["retries"] == 3
+    assert srv.bodies[0]["temperature"] == 0 and srv.bodies[0]["model"] == "m" and srv.bodies[0]["tools"]
+
+
+def test_retries_are_bounded_and_the_error_names_the_url(no_sleep):
+    srv = FlakyServer([500] * 10)
+    try:
+        b, base, req = _backend(srv.url, max_retries=2)
+        (gen,) = list(b.generate(base, [req]))
+    finally:
+        srv.close()
+    assert gen.response == "" and "HTTP 500 from " + srv.url + "/chat/completions" in gen.error
+    assert "after 3 attempts" in gen.error and len(srv.bodies) == 3
+
+
+def test_a_4xx_is_not_retried(no_sleep):
+    srv = FlakyServer([404])
+    try:
+        b, base, req = _backend(srv.url, max_retries=5)
+        (gen,) = list(b.generate(base, [req]))
+    finally:
+        srv.close()
+    assert "HTTP 404" in gen.error and len(srv.bodies) == 1 and not no_sleep
+
+
+def test_retry_after_is_honoured(no_sleep):
+    srv = FlakyServer([429], retry_after="3")
+    try:
+        b, base, req = _backend(srv.url)
+        list(b.generate(base, [req]))
+    finally:
+        srv.close()
+    assert no_sleep == [3.0]
+
+
+def test_server_without_chat_template_kwargs(no_sleep):
+    srv = FlakyServer([], reject_template_kwargs=True)
+    try:
+        b, base, req = _backend(srv.url, concurrency=1)
+        gens = list(b.generate(base, [req, Request("rt-02", req.messages)]))
+    finally:
+        srv.close()
+    assert all(g.error is None for g in gens)
+    assert "chat_template_kwargs" in srv.bodies[0] and "chat_template_kwargs" not in srv.bodies[-1]
+    assert len(srv.bodies) == 3  # one rejection, then never sent again
+
+
+def test_backoff_is_jittered_exponential_and_capped():
+    import random
+
+    rng = random.Random(0)
+    waits = [endpoint.backoff_s(a, rng=rng) for a in range(8)]
+    assert 0.25 <= waits[0] <= 0.75 and 1.0 <= waits[2] <= 3.0
+    assert max(waits) <= endpoint.BACKOFF_CAP_S
+    assert endpoint.backoff_s(0, "7") == 7.0 and endpoint.backoff_s(0, "999") == endpoint.BACKOFF_CAP_S
+
+
+@pytest.mark.parametrize(("message", "text"), [
+    ({"content": "ok"}, "ok"),
+    ({"content": None, "tool_calls": [{"function": {"name": "open_app_tool", "arguments": '{"app": "chrome"}'}}]},
+     '<tool_call>\n{"name": "open_app_tool", "arguments": {"app": "chrome"}}\n</tool_call>'),
+    ({"content": "x", "tool_calls": [{"function": {"name": "t", "arguments": "not json"}}]},
+     'x\n<tool_call>\n{"name": "t", "arguments": "not json"}\n</tool_call>'),
+])
+def test_answer_text(message, text):
+    assert endpoint.answer_text(message) == text

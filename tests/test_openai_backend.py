@@ -1,0 +1,126 @@
+"""openai backend against a real OpenAI-compatible server (`transformers serve`) started by the tests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jarvis_bench.commands import benchmark
+from jarvis_bench.demo import DEMO_ADAPTER
+
+from .conftest import write_config
+
+
+def _http_config(tmp_path, config_data, served, **endpoint):
+    data = json.loads(json.dumps(config_data))
+    data["model"].update(backend="openai", base=served["base"], base_name="HuggingFaceTB/SmolLM2-135M-Instruct",
+                         adapters=[str(DEMO_ADAPTER)],
+                         quantization="none",
+                         endpoint={"base_url": served["url"], "base_model": served["base"],
+                                   "adapter_models": {"jarvis-demo": served["merged"]}, **endpoint})
+    return write_config(tmp_path / "http.json", data)
+
+
+HTTP_TOKENS = 48  # a CPU server answers one request at a time: keep the suite's time reasonable
+
+
+@pytest.fixture(scope="session")
+def http_run(served_demo, demo_run, tmp_path_factory, config_data):
+    out = tmp_path_factory.mktemp("http-results")
+    cfg = _http_config(out, config_data, served_demo, concurrency=8)
+    code = benchmark.main(["--config", str(cfg), "--output-dir", str(out), "--quiet", "--no-cache",
+                           "--max-new-tokens", str(HTTP_TOKENS)])
+    data = json.loads((out / "benchmark_results.json").read_text(encoding="utf-8"))
+    return {"code": code, "data": data, "out": out}
+
+
+def test_full_benchmark_through_http(http_run):
+    data = http_run["data"]
+    assert http_run["code"] == 0
+    meta = data["metadata"]
+    assert meta["backend"] == "openai" and meta["complete"] and meta["variants"] == ["base", "jarvis-demo"]
+    assert meta["served_models"] == {"base": "jarvis-bench/demo-base", "jarvis-demo": "jarvis-bench/demo-merged"}
+    answers = [a for r in data["results"] for a in r["variants"].values()]
+    assert len(answers) == 60 and not any(a["error"] for a in answers)
+    assert all(a["response"].strip() and a["tokens"] > 0 for a in answers)
+    assert "verdict" in data["statistics"]["comparisons"]["jarvis-demo"]
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_http_answers_match_the_transformers_backend(http_run, demo_run):
+    """Same prompts, same greedy decoding, merged adapter on the server vs base+LoRA in-process.
+    The HTTP run stops at 48 tokens, the in-process one at 128: a greedy answer must be its prefix
+    (or equal, when it ended before 48 tokens)."""
+    local = {(r["id"], v): a for r in demo_run["data"]["results"] for v, a in r["variants"].items()}
+    http = {(r["id"], v): a for r in http_run["data"]["results"] for v, a in r["variants"].items()}
+    same = {}
+    for variant in ("base", "jarvis-demo"):
+        keys = [k for k in http if k[1] == variant]
+        same[variant] = sum(
+            _flat(local[k]["response"]) == _flat(http[k]["response"]) if not http[k]["truncated"]
+            else _flat(local[k]["response"]).startswith(_flat(http[k]["response"])[:-12])  # a cut word may differ
+            for k in keys
+        )
+    print(f"HTTP answers consistent with the transformers backend's: {same} of 30 each")
+    assert same["base"] >= 27 and same["jarvis-demo"] >= 27, same
+
+
+def test_a_model_the_server_does_not_serve_is_named(served_demo, tmp_path, config_data, capsys):
+    cfg = _http_config(tmp_path, config_data, served_demo)
+    data = json.loads(cfg.read_text(encoding="utf-8"))
+    data["model"]["endpoint"]["adapter_models"] = {"jarvis-demo": "jarvis-bench/not-there"}
+    write_config(cfg, data)
+    code = benchmark.main(["--config", str(cfg), "--output-dir", str(tmp_path), "--quiet", "--limit", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "does not serve 'jarvis-bench/not-there'" in err and "jarvis-bench/demo-base" in err
+    assert 'model.endpoint.adapter_models["jarvis-demo"]' in err
+
+
+def test_api_key_is_sent_but_never_written(served_demo, tmp_path, config_data, monkeypatch, capsys):
+    secret = "sk-jarvis-test-7f3a9c1e5b"
+    monkeypatch.setenv("JARVIS_TEST_KEY", secret)
+    cfg = _http_config(tmp_path, config_data, served_demo, api_key_env="JARVIS_TEST_KEY")
+    code = benchmark.main(["--config", str(cfg), "--output-dir", str(tmp_path), "--limit", "2",
+                           "--max-new-tokens", "8", "--category", "tool_routing"])
+    out = capsys.readouterr()
+    assert code == 0
+    assert secret not in out.out + out.err
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "benchmark_results.json" for p in written)
+    for p in written:
+        assert secret.encode() not in p.read_bytes(), p
+    from jarvis_bench import fsutil
+
+    for p in fsutil.cache_root().rglob("*.sqlite3*"):
+        assert secret.encode() not in p.read_bytes(), p
+
+
+def test_api_key_variable_unset(tmp_path, config_data, monkeypatch, capsys):
+    monkeypatch.delenv("JARVIS_UNSET_KEY", raising=False)
+    served = {"url": "http://127.0.0.1:9/v1", "base": "b", "merged": "m"}
+    cfg = _http_config(tmp_path, config_data, served, api_key_env="JARVIS_UNSET_KEY")
+    code = benchmark.main(["--config", str(cfg), "--output-dir", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "JARVIS_UNSET_KEY, which is not set" in err and len(err.strip().splitlines()) == 1
+
+
+def test_endpoint_down_is_a_runtime_error_naming_the_url(tmp_path, config_data, capsys):
+    from .conftest import free_port
+
+    served = {"url": f"http://127.0.0.1:{free_port()}/v1", "base": "b", "merged": "m"}
+    cfg = _http_config(tmp_path, config_data, served, max_retries=1)
+    code = benchmark.main(["--config", str(cfg), "--output-dir", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 3 and served["url"] + "/models" in err and "start the server" in err
+
+
+def test_openai_backend_needs_a_base_url(tmp_path, config_data, capsys):
+    data = json.loads(json.dumps(config_data))
+    data["model"]["backend"] = "openai"
+    code = benchmark.main(["--config", str(write_config(tmp_path / "c.json", data)), "--quiet"])
+    assert code == 2 and "model.endpoint.base_url is required" in capsys.readouterr().err
