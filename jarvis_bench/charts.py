@@ -22,6 +22,9 @@ LABELS = {
 def _summary_text(data: dict[str, Any], lang: str) -> str:
     st = data["statistics"]
     lines = []
+    if len(st.get("ranking") or []) > 1:
+        head, best = ("Classement :", "meilleur :") if lang == "fr" else ("Ranking:", "best:")
+        lines += [f"{head} {' > '.join(st['ranking'])}", f"  ({best} {st['best_adapter']})", ""]
     for v, block in st["variants"].items():
         o = block["overall"]
         lines.append(f"{v}: pertinence {o['relevance']:.3f} · mots-clés {o['keyword_hits']:.2f} · outil "
@@ -73,15 +76,16 @@ def write(data: dict[str, Any], dest: Path, lang: str = "fr") -> Path:
                   if c in cmp else 0 for j, c in enumerate(cats)]
             hi = [(data["by_category"][c]["base"]["relevance"] + cmp[c]["relevance"]["ci_high"]) - means[j]
                   if c in cmp else 0 for j, c in enumerate(cats)]
+            hi = [min(h, 1 - m) for h, m in zip(hi, means)]  # relevance never exceeds 1
             err = np.clip(np.array([lo, hi]), 0, None)
         bars = ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width, yerr=err, capsize=4,
                       label=v, color=colors[i % 10])
         ax.bar_label(bars, fmt="%.2f", padding=2, fontsize=8)
     ax.set_title(L["rel"], fontweight="bold")
     ax.set_ylabel(L["y_rel"])
-    ax.set_ylim(0, 1.15)
+    ax.set_ylim(0, 1.3)  # room above the CI bars for the legend
     ax.set_xticks(x, cats)
-    ax.legend(loc="upper left", fontsize=9)
+    ax.legend(loc="upper left", fontsize=9, ncol=len(variants))
     if len(variants) > 1:
         ax.text(0.99, 0.98, L["err"], transform=ax.transAxes, ha="right", va="top", fontsize=8, color="0.35")
 
@@ -93,8 +97,8 @@ def write(data: dict[str, Any], dest: Path, lang: str = "fr") -> Path:
     ax.set_title(L["kw"], fontweight="bold")
     ax.set_ylabel(L["y_kw"])
     ax.set_xticks(x, cats)
-    ax.set_ylim(0, max(1.0, ax.get_ylim()[1] * 1.15))
-    ax.legend(loc="upper left", fontsize=9)
+    ax.set_ylim(0, max(1.0, ax.get_ylim()[1] * 1.3))
+    ax.legend(loc="upper left", fontsize=9, ncol=len(variants))
 
     ax = axes[1, 0]
     bins = np.linspace(0, 1, 11)
