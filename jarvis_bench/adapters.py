@@ -28,7 +28,7 @@ class Variant:
     rank: int | None = None
     target_modules: tuple[str, ...] = ()
     base_model: str | None = None  # base_model_name_or_path declared by the adapter
-    served_as: str | None = None  # openai backend: the model name on the endpoint
+    served_as: str | None = None  # openai: the model name on the endpoint; replay: the variant name in the file
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -150,13 +150,6 @@ def discover(cfg: Config, *, digest: bool = True) -> list[Variant]:
         root = cfg.resolve(cfg.model.adapters_dir)
         found = candidates(root)
         paths = found[:1] if spec == "auto" else found
-        if not found:
-            log.warning(
-                "No LoRA adapter found under %s (expected %s/<run>/final/adapter_config.json): "
-                "benchmarking the base model alone.",
-                root,
-                root,
-            )
     variants = [BASE_VARIANT]
     used = {BASE}
     for path in paths:
@@ -177,7 +170,30 @@ def discover(cfg: Config, *, digest: bool = True) -> list[Variant]:
         variants.append(v)
     if cfg.model.backend == "openai":
         variants = _served(cfg, variants)
+    if cfg.model.backend == "replay":
+        variants = _replayed(cfg, variants)
+    if len(variants) == 1 and not isinstance(spec, list) and cfg.model.backend not in ("replay", "openai"):
+        root = cfg.resolve(cfg.model.adapters_dir)
+        log.warning("No LoRA adapter found under %s (expected %s/<run>/final/adapter_config.json): "
+                    "benchmarking the base model alone.", root, root)
     return variants
+
+
+def _replayed(cfg: Config, variants: list[Variant]) -> list[Variant]:
+    """replay backend: every variant named in the answers file is compared, adapter folder or not."""
+    path = cfg.resolve(cfg.model.replay_file or "")
+    if not path.is_file():
+        return variants  # the backend reports the missing file
+    names: dict[str, None] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the backend reports the bad line with its number
+        if isinstance(row, dict) and isinstance(row.get("variant"), str):
+            names.setdefault(row["variant"])
+    known = {v.name for v in variants}
+    return variants + [Variant(name=n, served_as=n) for n in names if n not in known and n != BASE]
 
 
 def _served(cfg: Config, variants: list[Variant]) -> list[Variant]:

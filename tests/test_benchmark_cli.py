@@ -233,3 +233,30 @@ def test_a_model_too_big_for_the_ram_is_refused_before_loading(monkeypatch, tmp_
     err = capsys.readouterr().err
     assert code == 3 and not loaded
     assert "0.13 B parameters" in err and "GiB of RAM" in err and "CUDA GPU" in err and "Traceback" not in err
+
+
+def test_replay_scores_answers_produced_elsewhere(tmp_path, config_data):
+    """No adapter folder at all: the variants are the ones the file names; ranking and verdicts follow."""
+    cfg = _replay_setup(tmp_path, config_data, variants=("base", "remote-ft", "remote-ft2"))
+    rows = [json.loads(x) for x in (tmp_path / "answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    tools = {p["id"]: p.get("expected_tool") for p in config_data["prompts"]}
+    for r in rows:  # remote-ft calls the expected tool: it must win
+        if r["variant"] == "remote-ft" and tools[r["id"]]:
+            r["response"] = f'OK. <tool_call>{{"name": "{tools[r["id"]]}", "arguments": {{}}}}</tool_call>'
+    (tmp_path / "answers.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    out = tmp_path / "res"
+    assert benchmark.main(["--config", str(cfg), "--output-dir", str(out), "--quiet"]) == 0
+    data = json.loads((out / "benchmark_results.json").read_text(encoding="utf-8"))
+    assert data["metadata"]["variants"] == ["base", "remote-ft", "remote-ft2"]
+    assert data["statistics"]["best_adapter"] == "remote-ft"
+    answers = {(r["id"], v): a["response"] for r in data["results"] for v, a in r["variants"].items()}
+    assert answers[("cmd-01", "remote-ft2")].startswith("remote-ft2 répond")  # no cache mix-up between variants
+
+
+def test_replay_unknown_prompt_id_is_a_clear_error(tmp_path, config_data, capsys):
+    cfg = _replay_setup(tmp_path, config_data)
+    with (tmp_path / "answers.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"id": "zz-99", "variant": "base", "response": "x"}) + "\n")
+    assert benchmark.main(["--config", str(cfg), "--output-dir", str(tmp_path / "r"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown prompt id 'zz-99'" in err and len(err.strip().splitlines()) == 1
