@@ -305,12 +305,10 @@ def check_hardware(cfg: Config, src: ModelSource) -> Iterator[Check]:
     need = (f"on CUDA in {form}: ~{est.minimum_gib:.1f} GiB of GPU memory (weights {est.weights_gib:.1f} "
             f"+ KV cache {est.kv_gib_batch1:.2f} per prompt + CUDA {est.overhead_gib:.0f}), "
             f"~{est.comfortable_gib:.1f} GiB to answer {est.batch} prompts at once")
-    moe_note = None
     if m.quantization != "none" and est.unquantized_gib > 0.5 * est.weights_gib:
-        moe_note = (f"bitsandbytes quantizes only nn.Linear layers: {est.unquantized_gib:.1f} GiB of this model "
-                    f"(the fused MoE experts of transformers 5, bitsandbytes#1849) stay in {gpu_dtype}")
-        yield Check("WARN", "moe", moe_note, "for a 24 GB GPU, serve a pre-quantized 4-bit checkpoint (AWQ/GPTQ) with "
-                    "vLLM (vllm/openai backends: see README, roadmap) or offload part of the model to CPU (slow)")
+        yield Check("WARN", "moe", f"bitsandbytes quantizes only nn.Linear layers: {est.unquantized_gib:.1f} GiB of "
+                    f"this model (the fused MoE experts of transformers 5, bitsandbytes#1849) stay in {gpu_dtype}", "for a 24 GB GPU, serve a pre-quantized 4-bit checkpoint (AWQ/GPTQ) with "
+                    "the vllm backend or vllm serve + the openai backend (README, \"Where the model runs\")")
     if want_cuda:
         free = sum(g[1] for g in gpus)
         if free < est.minimum_gib:
@@ -448,6 +446,28 @@ def _shape_mismatch(path: Path, config: dict[str, Any]) -> str | None:
         return f"{weights} is unreadable ({exc}); re-save the adapter"
 
 
+def check_endpoint(cfg: Config) -> Iterator[Check]:
+    """openai backend: the endpoint answers, knows every model name we will ask for, accepts the key."""
+    from .adapters import discover
+    from .backends.endpoint import OpenAIBackend
+
+    quick = cfg.model_copy(deep=True)
+    quick.model.endpoint.max_retries = 0  # a check reports, it does not wait
+    backend = None
+    try:
+        variants = discover(quick, digest=False)
+        backend = OpenAIBackend(quick)
+        backend.prepare(variants)
+    except JarvisBenchError as exc:
+        yield Check("FAIL", "endpoint", str(exc))
+        return
+    finally:
+        if backend is not None:
+            backend.close()
+    served = ", ".join(f"{v.name} = {v.served_as}" for v in variants)
+    yield Check("OK", "endpoint", f"{backend.base_url} serves {served}")
+
+
 def check_embedder(cfg: Config) -> Check:
     from .scoring import resolve_embedder
 
@@ -487,6 +507,12 @@ def run_all(config_path: Path, *, demo: bool = False) -> list[Check]:
     except JarvisBenchError as exc:
         checks.append(Check("FAIL", "backend", str(exc)))
         return checks
+    if cfg.model.backend == "openai" and not demo:
+        checks += [*check_endpoint(cfg), check_embedder(cfg)]
+        return checks
+    if cfg.model.backend == "vllm" and not demo and not _gpus():
+        checks.append(Check("FAIL", "backend", "the vllm backend needs a CUDA GPU and torch sees none",
+                            'use model.backend "transformers", or "openai" against a vLLM server elsewhere'))
     if cfg.model.backend == "replay" and not demo:
         replay = cfg.resolve(cfg.model.replay_file or "")
         checks.append(Check("OK", "backend", f"replay: answers read from {replay}") if replay.is_file() else

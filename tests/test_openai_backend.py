@@ -124,3 +124,17 @@ def test_openai_backend_needs_a_base_url(tmp_path, config_data, capsys):
     data["model"]["backend"] = "openai"
     code = benchmark.main(["--config", str(write_config(tmp_path / "c.json", data)), "--quiet"])
     assert code == 2 and "model.endpoint.base_url is required" in capsys.readouterr().err
+
+
+def test_check_setup_checks_the_endpoint(served_demo, tmp_path, config_data, capsys):
+    from jarvis_bench.commands import check_setup
+
+    cfg = _http_config(tmp_path, config_data, served_demo)
+    assert check_setup.main(["--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "OK    endpoint" in out and "jarvis-demo = jarvis-bench/demo-merged" in out
+    data = json.loads(cfg.read_text(encoding="utf-8"))
+    data["model"]["endpoint"]["base_model"] = "nope/base"
+    write_config(cfg, data)
+    assert check_setup.main(["--config", str(cfg)]) == 1
+    assert "does not serve 'nope/base'" in capsys.readouterr().out
