@@ -10,6 +10,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_RUNTIME = 3
+EXIT_GATE = 4  # --fail-below / --fail-on-regression: the run worked, the fine-tune did not pass
 EXIT_INTERRUPTED = 130
 
 

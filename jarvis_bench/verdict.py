@@ -9,6 +9,23 @@ from .config import ThresholdsSection
 GOOD, MODERATE, INSUFFICIENT = "GOOD", "MODERATE", "INSUFFICIENT"
 
 
+LEVELS = (INSUFFICIENT, MODERATE, GOOD)  # worst to best
+
+
+def gate(statistics: dict[str, Any], *, fail_below: str | None, fail_on_regression: bool) -> str | None:
+    """Why a CI pipeline should not deploy (None = it may): judged on the best adapter, the one you would ship."""
+    best = statistics.get("best_adapter")
+    cmp = (statistics.get("comparisons") or {}).get(best or "", {})
+    v = cmp.get("verdict")
+    if v is None:
+        return "no adapter was compared with the base" if (fail_below or fail_on_regression) else None
+    if fail_below and LEVELS.index(v["level"]) < LEVELS.index(fail_below):
+        return f"best adapter {best} is {v['level']}, below the required {fail_below}"
+    if fail_on_regression and v["regressions"] > 0:
+        return f"best adapter {best} regresses on {v['regressions']} prompt(s)"
+    return None
+
+
 def decide(relevance: dict[str, Any], keyword_hits: dict[str, Any], regressions: int,
            th: ThresholdsSection) -> dict[str, Any]:
     """GOOD (deploy) = relevance gain > good% and keyword-hits gain > min and regressions <= max;

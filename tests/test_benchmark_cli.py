@@ -260,3 +260,15 @@ def test_replay_unknown_prompt_id_is_a_clear_error(tmp_path, config_data, capsys
     assert benchmark.main(["--config", str(cfg), "--output-dir", str(tmp_path / "r"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "unknown prompt id 'zz-99'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_deploy_gates_on_the_demo(demo_run, tmp_path, capsys):
+    """The demo is MODERATE with 4 regressions: --fail-below GOOD and --fail-on-regression exit 4, results kept."""
+    base = ["--demo", "--output-dir", str(tmp_path), "--quiet"]
+    assert benchmark.main([*base, "--fail-below", "MODERATE"]) == 0
+    assert benchmark.main([*base, "--fail-below", "GOOD"]) == 4
+    err = capsys.readouterr().err
+    assert "gate failed: best adapter jarvis-demo is MODERATE, below the required GOOD" in err
+    assert benchmark.main([*base, "--fail-on-regression"]) == 4
+    assert "regresses on 4 prompt(s)" in capsys.readouterr().err
+    assert (tmp_path / "benchmark_results.json").is_file()

@@ -91,3 +91,31 @@ def test_base_mean_zero_uses_points_in_the_verdict():
     c = stats.compare([0.0] * 6, [0.2] * 6, resamples=500, confidence=0.95, seed=0)
     v = decide(c, {"delta": 1.0}, 0, TH)
     assert v["relevance_gain_unit"] == "points" and v["relevance_gain"] == 20.0 and v["level"] == GOOD
+
+
+def _stats(level, regressions, best="ft"):
+    return {"best_adapter": best, "comparisons": {best: {"verdict": {"level": level, "regressions": regressions}}}}
+
+
+@pytest.mark.parametrize(("level", "regs", "fail_below", "on_reg", "fails"), [
+    ("GOOD", 0, "GOOD", True, False),
+    ("MODERATE", 0, "GOOD", False, True),
+    ("MODERATE", 0, "MODERATE", False, False),
+    ("INSUFFICIENT", 0, "MODERATE", False, True),
+    ("GOOD", 2, None, True, True),
+    ("MODERATE", 2, None, False, False),
+])
+def test_deploy_gate(level, regs, fail_below, on_reg, fails):
+    from jarvis_bench.verdict import gate
+
+    why = gate(_stats(level, regs), fail_below=fail_below, fail_on_regression=on_reg)
+    assert bool(why) is fails
+    if fails:
+        assert "ft" in why
+
+
+def test_deploy_gate_without_adapter():
+    from jarvis_bench.verdict import gate
+
+    assert gate({"best_adapter": None, "comparisons": {}}, fail_below=None, fail_on_regression=False) is None
+    assert "no adapter" in gate({"best_adapter": None, "comparisons": {}}, fail_below="GOOD", fail_on_regression=False)

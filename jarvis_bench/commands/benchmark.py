@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..clitools import positive
-from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, ConfigError
+from ..errors import EXIT_GATE, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, ConfigError
 
 log = logging.getLogger("jarvis_bench.benchmark")
 
@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=Path, default=Path("results"), help="where results go (default: results/)")
     p.add_argument("--no-cache", action="store_true", help="regenerate every answer (ignore and skip the cache)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default=None, help="where to run (default: auto)")
+    p.add_argument("--fail-below", choices=["MODERATE", "GOOD"], metavar="VERDICT",
+                   help="exit 4 when the best adapter's verdict is below VERDICT (MODERATE or GOOD): a CI deploy gate")
+    p.add_argument("--fail-on-regression", action="store_true",
+                   help="exit 4 when the best adapter answers any prompt worse than the base")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only; no progress bar")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -193,6 +197,12 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         print(f"error: generation.timeout_s reached; {outcome.missing} answers missing, finished ones kept in {path}. "
               "Raise generation.timeout_s or rerun to finish.", file=sys.stderr)
         return EXIT_RUNTIME
+    from ..verdict import gate
+
+    why = gate(data.get("statistics") or {}, fail_below=args.fail_below, fail_on_regression=args.fail_on_regression)
+    if why:
+        print(f"gate failed: {why} (results kept in {path})", file=sys.stderr)
+        return EXIT_GATE
     return EXIT_OK
 
 
