@@ -41,8 +41,23 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
         pass
 
 
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (a CI timeout, `kill`, a closing terminal) stops like Ctrl-C: finished answers are kept."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def guarded(body: Callable[[], int], *, debug: bool = False) -> int:
     """Run `body`; a user-facing error becomes one line on stderr and its exit code."""
+    _sigterm_as_interrupt()
     try:
         return body()
     except JarvisBenchError as exc:
