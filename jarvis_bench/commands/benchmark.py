@@ -166,7 +166,10 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     cfg_path = args.config or config.default_config_path()
     cfg = apply_overrides(config.load(cfg_path), args)
     prompts = select_prompts(cfg, args.category, args.limit)
-    backends.factory(cfg.model.backend)  # a misspelt backend is reported before anything else
+    try:  # a misspelt backend is reported before anything else
+        backends.factory(cfg.model.backend)
+    except ConfigError as exc:
+        raise ConfigError(f"{'--backend' if args.backend else cfg.source}: {exc}") from None
     variants = adapters.discover(cfg)
     out_dir = args.output_dir.expanduser().resolve()
     _check_writable(out_dir)
