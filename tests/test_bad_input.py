@@ -135,3 +135,36 @@ def test_bad_flags(argv, fragment, tmp_path, capsys):
         code = exc.code
     err = capsys.readouterr().err
     assert code == 2 and fragment in err and "Traceback" not in err
+
+
+class _Payload:
+    """A pickle that would run a command when unpickled without weights_only."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_adapter_weights_never_execute(tmp_path, capsys, demo_base):
+    """adapter_model.bin is loaded with weights_only=True: a malicious pickle is refused, its code never runs."""
+    import torch
+
+    evil = _copy_adapter(tmp_path / "evil" / "final")
+    marker = tmp_path / "pwned"
+    torch.save({"base_model.model.x.lora_A.weight": _Payload(marker)}, evil / "adapter_model.bin")
+    code, err = _run(capsys, ["--demo", "--adapter", str(evil), "--limit", "1", "--no-cache",
+                              "--output-dir", str(tmp_path / "o")])
+    line = _one_line(err.replace("Running on CPU: fine for the demo, very slow for a large model.\n", ""))
+    assert code == 2 and str(evil) in line
+    assert not marker.exists()
+
+
+def test_remote_code_is_off_unless_asked(config_data):
+    from jarvis_bench import config
+
+    assert config.ModelSection().trust_remote_code is False
+    assert config_data["model"].get("trust_remote_code", False) is False
