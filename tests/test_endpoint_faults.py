@@ -19,8 +19,10 @@ from .conftest import CONFIG
 class FlakyServer:
     """/v1/models lists "m"; /v1/chat/completions answers with the scripted statuses, then 200."""
 
-    def __init__(self, script: list[int], *, reject_template_kwargs: bool = False, retry_after: str | None = None):
+    def __init__(self, script: list[int], *, reject_template_kwargs: bool = False, retry_after: str | None = None,
+                 delays: list[float] | None = None):
         self.script = list(script)
+        self.delays = list(delays or [])
         self.bodies: list[dict] = []
         outer = self
 
@@ -44,6 +46,8 @@ class FlakyServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.bodies.append(body)
+                if outer.delays:  # not time.sleep: the tests patch it to skip the client's backoff
+                    threading.Event().wait(outer.delays.pop(0))
                 if reject_template_kwargs and "chat_template_kwargs" in body:
                     return self._send(400, {"error": "Unrecognized request argument: chat_template_kwargs"})
                 if outer.script:
@@ -154,3 +158,42 @@ def test_backoff_is_jittered_exponential_and_capped():
 ])
 def test_answer_text(message, text):
     assert endpoint.answer_text(message) == text
+
+
+def test_a_slow_answer_times_out_and_is_retried(no_sleep):
+    srv = FlakyServer([], delays=[2.0])
+    try:
+        b, base, req = _backend(srv.url, request_timeout_s=0.5, max_retries=2)
+        (gen,) = list(b.generate(base, [req]))
+    finally:
+        srv.close()
+    assert gen.error is None and len(srv.bodies) == 2 and b.info()["retries"] == 1
+
+
+def test_failed_answers_are_counted_not_cached_and_retried_next_run(tmp_path, config_data, capsys):
+    """First run: the server refuses (HTTP 404, not retried) -> errors in the results, never scored.
+    Second run against a healthy server: those answers are generated, not served from the cache."""
+    from jarvis_bench.commands import benchmark
+
+    from .conftest import write_config
+
+    srv = FlakyServer([404, 404])
+    try:
+        data = json.loads(json.dumps(config_data))
+        data["model"].update(backend="openai", base="m", adapters=[],
+                             endpoint={"base_url": srv.url, "base_model": "m", "concurrency": 1})
+        cfg = write_config(tmp_path / "c.json", data)
+        argv = ["--config", str(cfg), "--output-dir", str(tmp_path / "o"), "--quiet", "--limit", "2"]
+        benchmark.main(argv)
+        first = json.loads((tmp_path / "o" / "benchmark_results.json").read_text(encoding="utf-8"))
+        answers = [r["variants"]["base"] for r in first["results"]]
+        assert all(a["error"] and "HTTP 404" in a["error"] and a["metrics"] is None for a in answers)
+        assert first["statistics"]["variants"]["base"]["overall"]["errors"] == 2
+        assert benchmark.main(argv) == 0
+        second = json.loads((tmp_path / "o" / "benchmark_results.json").read_text(encoding="utf-8"))
+    finally:
+        srv.close()
+    timing = second["metadata"]["timings"]["per_variant"]["base"]
+    assert timing["from_cache"] == 0 and timing["errors"] == 0 and len(srv.bodies) == 4
+    assert all(r["variants"]["base"]["response"].startswith("Je monte le son.") for r in second["results"])
+    capsys.readouterr()

@@ -44,3 +44,19 @@ def test_atomic_write_leaves_an_ordinary_file(tmp_path):
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "r.txt").stat().st_mode) == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["r.txt"]
+
+
+def test_atomic_write_never_leaves_a_partial_file(tmp_path):
+    """A writer that dies half-way leaves the previous file untouched and no temporary file behind."""
+    import pytest
+
+    from jarvis_bench.fsutil import atomic_path, atomic_write_text
+
+    dest = tmp_path / "benchmark_results.json"
+    atomic_write_text(dest, '{"complete": true}')
+    with pytest.raises(RuntimeError):
+        with atomic_path(dest) as tmp:
+            tmp.write_text('{"compl', encoding="utf-8")
+            raise RuntimeError("disk full")
+    assert dest.read_text(encoding="utf-8") == '{"complete": true}'
+    assert [p.name for p in tmp_path.iterdir()] == ["benchmark_results.json"]
