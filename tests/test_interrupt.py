@@ -25,7 +25,10 @@ def test_signal_during_generation_then_resume(sig, tmp_path, demo_base):
     out = tmp_path / "res"
     cmd = [sys.executable, str(ROOT / "benchmark.py"), "--demo", "--limit", "4", "--batch-size", "2",
            "--max-new-tokens", "32", "--output-dir", str(out), "--quiet"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A CI job started in the background inherits SIGINT as ignored, and Python then installs no
+    # KeyboardInterrupt handler: give the child the default disposition, as a terminal would.
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     jsonl = out / "generations.jsonl"
     deadline = time.monotonic() + 180
     while not (jsonl.is_file() and jsonl.read_text(encoding="utf-8").count("\n") >= 2):
