@@ -157,12 +157,13 @@ class VllmBackend:
                 "quantization": m.vllm.quantization or m.quantization}
 
     def render(self, request: Request) -> str:
-        if request.prompt_id not in self._rendered:
-            self._rendered[request.prompt_id] = render_chat(
+        key = json.dumps(request.messages, sort_keys=True)  # by content, like the transformers backend
+        if key not in self._rendered:
+            self._rendered[key] = render_chat(
                 self.tokenizer, list(request.messages), tool_schemas=tool_schemas(self.cfg),
                 enable_thinking=self.cfg.generation.enable_thinking,
             )
-        return self._rendered[request.prompt_id]
+        return self._rendered[key]
 
     def _engine(self) -> Any:
         if self._llm is None:
