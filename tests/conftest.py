@@ -154,3 +154,53 @@ def served_demo(demo_base, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+# ----------------------------------------------------------------------------- transformers backend
+
+
+def _demo_config():
+    from jarvis_bench import config, demo
+
+    return demo.apply(config.load(CONFIG))
+
+
+@pytest.fixture(scope="session")
+def demo_cfg(demo_base):
+    cfg = _demo_config()
+    cfg.generation.max_new_tokens = 40
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def demo_backend(demo_cfg):
+    from jarvis_bench import adapters
+    from jarvis_bench.backends import create
+
+    variants = adapters.discover(demo_cfg)
+    backend = create(demo_cfg, device="cpu")
+    backend.prepare(variants)
+    return backend, variants
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory, demo_base):
+    """A tiny random Qwen3ForCausalLM with the SmolLM2 tokenizer and the real Qwen3 chat template."""
+    import torch
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(demo_base)
+    tok.chat_template = (FIXTURES / "qwen3_chat_template.jinja").read_text(encoding="utf-8")
+    torch.manual_seed(0)
+    cfg = Qwen3Config(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, max_position_embeddings=2048, tie_word_embeddings=True,
+        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id,
+    )
+    model = Qwen3ForCausalLM(cfg)
+    path = tmp_path_factory.mktemp("tiny-qwen3")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+

@@ -4,28 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from jarvis_bench import adapters, chat, config, demo
+from jarvis_bench import adapters, chat, config
 from jarvis_bench.backends import Request, create
 from jarvis_bench.backends.hf import TransformersBackend
 
-from .conftest import CONFIG, FIXTURES
+from .conftest import CONFIG
 
 SUBSET = ["cmd-01", "cmd-04", "cor-01", "cor-06", "rt-02", "rt-05"]
-
-
-@pytest.fixture(scope="session")
-def demo_cfg(demo_base):
-    cfg = demo.apply(config.load(CONFIG))
-    cfg.generation.max_new_tokens = 40
-    return cfg
-
-
-@pytest.fixture(scope="session")
-def demo_backend(demo_cfg):
-    variants = adapters.discover(demo_cfg)
-    backend = create(demo_cfg, device="cpu")
-    backend.prepare(variants)
-    return backend, variants
 
 
 def _requests(cfg, ids):
@@ -71,22 +56,17 @@ def test_base_via_disable_adapter_equals_a_model_without_adapter(demo_cfg, demo_
     assert sum(tuned[p].response != without[p].response for p in SUBSET) >= len(SUBSET) // 2
 
 
-def test_generation_is_greedy_and_ignores_model_sampling_defaults(demo_backend):
-    backend, _ = demo_backend
-    backend.model.generation_config.do_sample = True
-    backend.model.generation_config.temperature = 0.6
-    backend.model.generation_config.top_p = 0.5
-    backend.model.generation_config.repetition_penalty = 1.3
+def test_generation_is_greedy_and_ignores_model_sampling_defaults(demo_cfg, demo_backend):
+    backend, variants = demo_backend
+    reqs = _requests(demo_cfg, SUBSET[:3])
+    before = _answers(backend, variants[0], reqs)
+    gc = backend.model.generation_config
+    gc.do_sample, gc.temperature, gc.top_p, gc.repetition_penalty = True, 0.6, 0.5, 1.3
     try:
-        gc = backend._generation_config()
-        final, _ = backend.model._prepare_generation_config(gc)
-        assert final.do_sample is False and final.num_beams == 1
-        assert final.repetition_penalty == 1.0 and final.temperature == 1.0 and final.top_p == 1.0
+        after = _answers(backend, variants[0], reqs)
     finally:
-        backend.model.generation_config.do_sample = False
-        backend.model.generation_config.temperature = None
-        backend.model.generation_config.top_p = None
-        backend.model.generation_config.repetition_penalty = None
+        gc.do_sample, gc.temperature, gc.top_p, gc.repetition_penalty = False, None, None, None
+    assert {p: g.response for p, g in after.items()} == {p: g.response for p, g in before.items()}
 
 
 def test_truncated_flag_and_token_counts(demo_cfg, demo_backend):
@@ -106,11 +86,11 @@ def test_oom_halves_the_batch_and_retries(demo_cfg, demo_backend, monkeypatch):
     real = backend._generate_batch
     sizes = []
 
-    def flaky(variant, batch, gen_cfg):
+    def flaky(variant, batch, eos):
         sizes.append(len(batch))
         if len(batch) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(variant, batch, gen_cfg)
+        return real(variant, batch, eos)
 
     monkeypatch.setattr(backend, "_generate_batch", flaky)
     demo_cfg.generation.batch_size = 4
@@ -123,27 +103,6 @@ def test_oom_halves_the_batch_and_retries(demo_cfg, demo_backend, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- Qwen3 path
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen3(tmp_path_factory, demo_base):
-    """A tiny random Qwen3ForCausalLM with the SmolLM2 tokenizer and the real Qwen3 chat template."""
-    import torch
-    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(demo_base)
-    tok.chat_template = (FIXTURES / "qwen3_chat_template.jinja").read_text(encoding="utf-8")
-    torch.manual_seed(0)
-    cfg = Qwen3Config(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, max_position_embeddings=2048, tie_word_embeddings=True,
-        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id,
-    )
-    model = Qwen3ForCausalLM(cfg)
-    path = tmp_path_factory.mktemp("tiny-qwen3")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 def _qwen_cfg(path, thinking: bool):

@@ -2,10 +2,12 @@
 
 - adapters: `PeftModel.from_pretrained` for the first, `load_adapter` for the others, each under its
   variant name; `set_adapter(name)` selects one, base answers come from `disable_adapter()`.
-- batches: prompts sorted by token length, the same batches for every variant, left padding,
-  attention mask, a fresh greedy GenerationConfig (no sampling parameter left from the model's defaults).
+- batches: each prompt rendered and tokenized once, prompts sorted by token length, the same batches for
+  every variant; decoding by `decode.greedy` (shared prompt prefix run once, finished rows leave the
+  batch, KV cache written in place), token for token what `generate` gives one prompt at a time.
 - CUDA: bf16, device_map, optional 4-bit NF4 (+ double quant) or 8-bit through bitsandbytes (imported
-  only then); the batch halves and retries on out-of-memory. CPU: float32.
+  only then); the batch halves and retries on out-of-memory. CPU: float32, SDPA without the K/V copy of
+  grouped-query attention (`decode.use_gqa_sdpa`).
 - Qwen3: `enable_thinking` reaches the chat template; any <think>…</think> left is stripped and counted.
 """
 
@@ -25,11 +27,14 @@ from ..config import Config
 from ..errors import AdapterError, BackendUnavailable, ModelLoadError
 from ..fsutil import sha256_json
 from ..text import strip_thinking
+from . import decode
 from .base import Generation, Request
 
 log = logging.getLogger(__name__)
 
-CPU_BATCH = 16
+# CPU: one step costs ~1/3 per row of what it costs alone at 8 rows (2-core measurement in
+# benchmarks/RESULTS.md): batch as wide as the prompt set allows. CUDA: bounded by memory (OOM halves).
+CPU_BATCH = 64
 CUDA_MAX_BATCH = 64
 
 
@@ -82,7 +87,7 @@ class TransformersBackend:
         self.variants: list[Variant] = []
         self._identity: dict[str, Any] | None = None
         self._info: dict[str, Any] = {"device": self.device, "dtype": self.dtype_name, "quantization": self.quantization}
-        self._token_counts: dict[str, int] = {}
+        self._token_ids: dict[str, list[int]] = {}
         self._rendered: dict[tuple[str, ...], str] = {}
 
     # ------------------------------------------------------------------ setup
@@ -230,6 +235,8 @@ class TransformersBackend:
             raise
         if self.device == "cpu":
             model = model.to("cpu")
+            if decode.use_gqa_sdpa(model):
+                self._info["attention"] = decode.GQA_SDPA
         self._info["base_load_s"] = round(time.perf_counter() - t0, 3)
         adapters = [v for v in self.variants if not v.is_base]
         t1 = time.perf_counter()
@@ -253,11 +260,10 @@ class TransformersBackend:
         self._info["adapters_load_s"] = round(time.perf_counter() - t1, 3)
         self.model = model
 
-    def _generation_config(self) -> Any:
-        from transformers import GenerationConfig
-
+    def _eos_ids(self) -> set[int]:
+        """Every id that ends an answer: the model's generation_config, the tokenizer's, and <|im_end|>."""
         tok = self.tokenizer
-        eos = set()
+        eos: set[int] = set()
         defaults = getattr(self.model, "generation_config", None)
         for src in (getattr(defaults, "eos_token_id", None), tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")):
             if isinstance(src, int):
@@ -265,21 +271,7 @@ class TransformersBackend:
             elif isinstance(src, (list, tuple)):
                 eos.update(x for x in src if isinstance(x, int))
         eos.discard(tok.unk_token_id)  # "<|im_end|>" maps to unk on tokenizers that lack it
-        # Explicit neutral values: generate() fills unset fields from the model's own defaults
-        # (Qwen3 ships temperature 0.6 / top_p 0.95 / top_k 20 and do_sample=True).
-        return GenerationConfig(
-            do_sample=False,
-            num_beams=1,
-            temperature=1.0,
-            top_p=1.0,
-            top_k=50,
-            min_p=None,
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            max_new_tokens=self.cfg.generation.max_new_tokens,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=sorted(eos),
-        )
+        return eos
 
     # ------------------------------------------------------------------ generation
 
@@ -289,14 +281,16 @@ class TransformersBackend:
             return int(bs)
         return max(1, min(n, CUDA_MAX_BATCH if self.device == "cuda" else CPU_BATCH))
 
+    def token_ids(self, request: Request) -> list[int]:
+        """The rendered prompt's token ids, tokenized once per prompt for every variant and batch."""
+        text = self.render(request)
+        if text not in self._token_ids:
+            self._token_ids[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._token_ids[text]
+
     def plan(self, requests: Sequence[Request]) -> list[list[Request]]:
         """Length-sorted batches; the same prompts give the same batches for every variant."""
-        lengths = []
-        for r in requests:
-            text = self.render(r)
-            if text not in self._token_counts:
-                self._token_counts[text] = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-            lengths.append((self._token_counts[text], r.prompt_id))
+        lengths = [(len(self.token_ids(r)), r.prompt_id) for r in requests]
         order = [r for _, r in sorted(zip(lengths, requests), key=lambda x: x[0])]
         bs = self.batch_size(len(order))
         return [order[i : i + bs] for i in range(0, len(order), bs)]
@@ -320,16 +314,16 @@ class TransformersBackend:
             return
         if self.model is None:
             self._load()
-        gen_cfg = self._generation_config()
+        eos = self._eos_ids()
         for batch in self.plan(requests):
-            yield from self._run_batch(variant, batch, gen_cfg)
+            yield from self._run_batch(variant, batch, eos)
 
-    def _run_batch(self, variant: Variant, batch: list[Request], gen_cfg: Any) -> Iterator[Generation]:
+    def _run_batch(self, variant: Variant, batch: list[Request], eos: set[int]) -> Iterator[Generation]:
         """Generate one batch; on out-of-memory, halve it and retry the halves."""
         import torch
 
         try:
-            results = self._generate_batch(variant, batch, gen_cfg)
+            results = self._generate_batch(variant, batch, eos)
         except Exception as exc:
             if not _is_oom(exc):
                 raise
@@ -342,42 +336,34 @@ class TransformersBackend:
                 ) from None
             half = len(batch) // 2
             log.warning("Out of memory with a batch of %d: retrying with %d.", len(batch), half)
-            yield from self._run_batch(variant, batch[:half], gen_cfg)
-            yield from self._run_batch(variant, batch[half:], gen_cfg)
+            yield from self._run_batch(variant, batch[:half], eos)
+            yield from self._run_batch(variant, batch[half:], eos)
             return
         yield from results
 
-    def _generate_batch(self, variant: Variant, batch: list[Request], gen_cfg: Any) -> list[Generation]:
+    def _generate_batch(self, variant: Variant, batch: list[Request], eos: set[int]) -> list[Generation]:
         import torch
 
         tok = self.tokenizer
-        texts = [self.render(r) for r in batch]
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        device = self.model.device if self.device == "cuda" else "cpu"
-        enc = {k: v.to(device) for k, v in enc.items()}
-        t0 = time.perf_counter()
+        max_new = self.cfg.generation.max_new_tokens
         with torch.inference_mode(), self._select(variant):
-            out = self.model.generate(**enc, generation_config=gen_cfg)
-        elapsed = time.perf_counter() - t0
+            rows, stats = decode.greedy(self.model, [self.token_ids(r) for r in batch], max_new_tokens=max_new,
+                                        eos_ids=eos, pad_id=tok.pad_token_id)
+        self._info["shared_prefix_tokens"] = stats.shared_prefix
         if self.device == "cuda":
             peak = torch.cuda.max_memory_allocated() / 2**30
             self._info["peak_gpu_memory_gib"] = round(max(peak, self._info.get("peak_gpu_memory_gib", 0.0)), 3)
-        new = out[:, enc["input_ids"].shape[1] :].cpu()
-        eos = set(gen_cfg.eos_token_id)
         results = []
-        for req, row in zip(batch, new.tolist()):
-            stop = next((i for i, t in enumerate(row) if t in eos), None)
-            ids = row if stop is None else row[:stop]
-            text = tok.decode(ids, skip_special_tokens=True)
-            text, thinking = strip_thinking(text)
+        for req, row in zip(batch, rows):
+            text, thinking = strip_thinking(tok.decode(row.tokens, skip_special_tokens=True))
             results.append(
                 Generation(
                     prompt_id=req.prompt_id,
                     variant=variant.name,
                     response=text,
-                    tokens=len(ids),
-                    latency_s=round(elapsed, 4),
-                    truncated=stop is None and len(ids) >= gen_cfg.max_new_tokens,
+                    tokens=len(row.tokens),
+                    latency_s=round(row.seconds, 4),  # until this answer's last token, in its batch
+                    truncated=not row.stopped and len(row.tokens) >= max_new,
                     thinking_chars=thinking,
                     batch_size=len(batch),
                 )

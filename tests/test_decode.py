@@ -1,0 +1,169 @@
+"""decode.greedy against transformers' own `generate`, and its parts (shared prefix, rows leaving, cache, GQA SDPA)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jarvis_bench.backends import decode
+
+from .test_hf_backend import SUBSET, _requests
+
+
+def _reference(model, ids, max_new, eos, pad):
+    """What `model.generate` gives for one prompt alone (no padding, no batching)."""
+    import torch
+
+    out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                         max_new_tokens=max_new, do_sample=False, num_beams=1, pad_token_id=pad,
+                         eos_token_id=sorted(eos))
+    row = out[0, len(ids):].tolist()
+    stop = next((i for i, t in enumerate(row) if t in eos), None)
+    return row if stop is None else row[:stop]
+
+
+@pytest.fixture(scope="module")
+def prompts(demo_cfg, demo_backend):
+    backend, _ = demo_backend
+    return [backend.token_ids(r) for r in _requests(demo_cfg, SUBSET)]
+
+
+def _ctx(backend, variant):
+    return backend._select(variant)
+
+
+@pytest.mark.parametrize("variant_index", [0, 1], ids=["base", "adapter"])
+def test_greedy_matches_generate_one_prompt_at_a_time(demo_backend, prompts, variant_index):
+    import torch
+
+    backend, variants = demo_backend
+    if backend.model is None:
+        backend._load()
+    eos, pad = backend._eos_ids(), backend.tokenizer.pad_token_id
+    with torch.inference_mode(), _ctx(backend, variants[variant_index]):
+        rows, stats = decode.greedy(backend.model, prompts, max_new_tokens=40, eos_ids=eos, pad_id=pad)
+        for ids, row in zip(prompts, rows):
+            assert row.tokens == _reference(backend.model, ids, 40, eos, pad)
+    assert stats.shared_prefix >= decode.MIN_SHARED_PREFIX  # the system prompt is shared
+    assert stats.prefill_tokens < sum(len(p) for p in prompts)
+
+
+def test_shared_prefix_and_rows_leaving_change_nothing_but_the_work(demo_backend, prompts):
+    import torch
+
+    backend, variants = demo_backend
+    if backend.model is None:
+        backend._load()
+    eos, pad = backend._eos_ids(), backend.tokenizer.pad_token_id
+    done = []
+    with torch.inference_mode(), _ctx(backend, variants[1]):
+        shared, s1 = decode.greedy(backend.model, prompts, max_new_tokens=40, eos_ids=eos, pad_id=pad,
+                                   on_row_done=lambda i, row: done.append(i))
+        alone, s2 = decode.greedy(backend.model, prompts, max_new_tokens=40, eos_ids=eos, pad_id=pad,
+                                  share_prefix=False)
+    assert [r.tokens for r in shared] == [r.tokens for r in alone]
+    assert s1.shared_prefix > 0 and s2.shared_prefix == 0 and s1.prefill_tokens < s2.prefill_tokens
+    # the adapter's answers end at different lengths: finished rows left the batch
+    lengths = [len(r.tokens) + r.stopped for r in shared]
+    assert len(set(lengths)) > 1
+    assert s1.row_steps == sum(n - 1 for n in lengths) < s1.steps * len(prompts)
+    assert sorted(done) == list(range(len(prompts)))
+    assert all(r.seconds > 0 for r in shared)
+    first = min(range(len(prompts)), key=lambda i: lengths[i])
+    assert shared[first].seconds < max(r.seconds for r in shared)  # per-answer latency, not the batch's
+
+
+def test_truncation_and_eos_accounting(demo_backend, prompts):
+    import torch
+
+    backend, variants = demo_backend
+    if backend.model is None:
+        backend._load()
+    with torch.inference_mode(), _ctx(backend, variants[0]):
+        rows, stats = decode.greedy(backend.model, prompts[:2], max_new_tokens=5, eos_ids=set(),
+                                    pad_id=backend.tokenizer.pad_token_id)
+    assert [len(r.tokens) for r in rows] == [5, 5] and not any(r.stopped for r in rows)
+    assert stats.steps == 4  # the first token comes from the prefill
+
+
+def test_common_prefix():
+    assert decode.common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert decode.common_prefix([[5, 1], [6, 1]]) == 0
+    assert decode.common_prefix([[1, 2, 3]]) == 3
+
+
+def test_preallocated_cache_layer_in_place_select_repeat_and_grow():
+    import torch
+    from transformers import LlamaConfig
+
+    cfg = LlamaConfig(num_hidden_layers=1, hidden_size=8, num_attention_heads=2, num_key_value_heads=1,
+                      intermediate_size=8, vocab_size=16)
+
+    class Stub:
+        config = cfg
+
+    cache = decode._cache(Stub(), capacity=3)
+    layer = cache.layers[0]
+    k = torch.arange(2 * 1 * 2 * 4, dtype=torch.float32).reshape(2, 1, 2, 4)
+    keys, values = layer.update(k, k + 100)
+    assert torch.equal(keys, k) and cache.get_seq_length() == 2
+    buffer = layer._k
+    keys, _ = layer.update(k[:, :, :1] * -1, k[:, :, :1])
+    assert layer._k.data_ptr() == buffer.data_ptr()  # written in place, no reallocation
+    assert keys.shape == (2, 1, 3, 4) and torch.equal(keys[:, :, 2], -k[:, :, 0])
+    keys, _ = layer.update(k, k)  # beyond the capacity: grows instead of failing
+    assert keys.shape == (2, 1, 5, 4) and torch.equal(keys[:, :, 3:], k)
+    cache.batch_select_indices(torch.tensor([1]))
+    assert torch.equal(layer.keys[0, :, :2], k[1, :, :2]) and layer.keys.shape[0] == 1
+    cache.batch_repeat_interleave(3)
+    assert layer.keys.shape == (3, 1, 5, 4) and torch.equal(layer.keys[2], layer.keys[0])
+
+
+@pytest.mark.parametrize("q_len", [1, 5])
+def test_gqa_sdpa_is_bit_identical_to_transformers_sdpa(q_len):
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(0)
+
+    class Module(torch.nn.Module):
+        num_key_value_groups = 3
+        is_causal = True
+
+    q = torch.randn(4, 9, q_len, 16)
+    k, v = torch.randn(4, 3, 12, 16), torch.randn(4, 3, 12, 16)
+    mask = torch.ones(4, 1, q_len, 12, dtype=torch.bool)
+    mask[1, ..., :4] = False
+    mask[3, ..., 2:6] = False
+    for m in (mask, None):
+        want, _ = sdpa_attention_forward(Module(), q, k, v, m, scaling=0.25)
+        got, _ = decode._sdpa_gqa(Module(), q, k, v, m, scaling=0.25)
+        assert torch.equal(got, want)
+
+
+def test_gqa_sdpa_is_only_switched_on_for_cpu_sdpa_models(demo_backend):
+    backend, _ = demo_backend
+    if backend.model is None:
+        backend._load()
+    assert backend.model.config._attn_implementation == decode.GQA_SDPA
+    assert backend.info()["attention"] == decode.GQA_SDPA
+
+    class Eager:
+        class config:  # noqa: N801
+            _attn_implementation = "eager"
+
+    assert decode.use_gqa_sdpa(Eager()) is False
+
+
+def test_tiny_qwen3_greedy_matches_generate(tiny_qwen3):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen3, dtype=torch.float32).eval()
+    assert decode.use_gqa_sdpa(model)
+    prompts = [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 40, 41], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 50],
+               [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 60, 61, 62, 63]]
+    with torch.inference_mode():
+        rows, stats = decode.greedy(model, prompts, max_new_tokens=12, eos_ids={0}, pad_id=0)
+        for ids, row in zip(prompts, rows):
+            assert row.tokens == _reference(model, ids, 12, {0}, 0)
+    assert stats.shared_prefix == 11
