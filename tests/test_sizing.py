@@ -123,3 +123,19 @@ def test_demo_adapter_fits_the_demo_base_only(demo_base):
     assert why and "576" in why
     fewer_layers = {**demo_cfg, "num_hidden_layers": 4}
     assert "layer" in sizing.lora_mismatch(shapes, fewer_layers)
+
+
+def test_memory_bandwidth_and_decode_bound():
+    # the datasheet numbers from the device properties CUDA reports
+    assert sizing.memory_bandwidth_gbs(10_501_000, 384) == pytest.approx(1008, rel=0.01)  # RTX 4090
+    assert sizing.memory_bandwidth_gbs(2_619_000, 5120) == pytest.approx(3352, rel=0.01)  # H100 SXM
+    dense = sizing.ParamCount(total=8_000_000_000, active=8_000_000_000, embeddings=0, source="test")
+    read, bound = sizing.decode_bound(dense, quantization="none", dtype="bfloat16", bandwidth_gbs=1000)
+    assert read == pytest.approx(16e9 / sizing.GIB) and bound == pytest.approx(1000e9 / 16e9)
+    # MoE: only the active share is read each step
+    moe = sizing.ParamCount(total=30_000_000_000, active=3_000_000_000, embeddings=0, source="test")
+    _, moe_bound = sizing.decode_bound(moe, quantization="none", dtype="bfloat16", bandwidth_gbs=1000)
+    assert moe_bound == pytest.approx(1000e9 / 6e9)
+    # 4-bit reads ~1/4 of bf16 bytes
+    _, q = sizing.decode_bound(dense, quantization="4bit", dtype="bfloat16", bandwidth_gbs=1000)
+    assert 3.5 < q / bound < 4.0

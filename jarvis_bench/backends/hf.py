@@ -346,10 +346,13 @@ class TransformersBackend:
 
         tok = self.tokenizer
         max_new = self.cfg.generation.max_new_tokens
+        t0 = time.perf_counter()
         with torch.inference_mode(), self._select(variant):
             rows, stats = decode.greedy(self.model, [self.token_ids(r) for r in batch], max_new_tokens=max_new,
                                         eos_ids=eos, pad_id=tok.pad_token_id)
         self._info["shared_prefix_tokens"] = stats.shared_prefix
+        self._info["decode_steps"] = self._info.get("decode_steps", 0) + stats.steps + 1  # + the prefill's token
+        self._info["decode_s"] = round(self._info.get("decode_s", 0.0) + time.perf_counter() - t0, 3)
         if self.device == "cuda":
             peak = torch.cuda.max_memory_allocated() / 2**30
             self._info["peak_gpu_memory_gib"] = round(max(peak, self._info.get("peak_gpu_memory_gib", 0.0)), 3)
@@ -377,7 +380,28 @@ class TransformersBackend:
 
             info["gpu"] = torch.cuda.get_device_name(0)
             info["gpu_count"] = torch.cuda.device_count()
+            info.update(self._bandwidth_bound())
         return info
+
+    def _bandwidth_bound(self) -> dict[str, Any]:
+        """The memory-bandwidth ceiling of decoding next to what was measured (sizing.decode_bound)."""
+        import torch
+
+        from .. import sizing
+
+        try:
+            props = torch.cuda.get_device_properties(0)
+            bandwidth = sizing.memory_bandwidth_gbs(props.memory_clock_rate, props.memory_bus_width)
+            params = sizing.count_params(self.model_config.to_dict())
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return {}
+        read_gib, bound = sizing.decode_bound(params, quantization=self.quantization, dtype=self.dtype_name,
+                                              bandwidth_gbs=bandwidth, double_quant=self.cfg.model.double_quant)
+        out = {"gpu_bandwidth_gbs": round(bandwidth, 1), "weights_read_per_step_gib": round(read_gib, 3),
+               "decode_bound_steps_per_s": round(bound, 1)}
+        if self._info.get("decode_s"):
+            out["decode_steps_per_s"] = round(self._info["decode_steps"] / self._info["decode_s"], 1)
+        return out
 
     def close(self) -> None:
         self.model = None

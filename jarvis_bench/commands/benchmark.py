@@ -121,6 +121,12 @@ def _summary(data: dict[str, Any], path: Path) -> None:
         )
     console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(table)
+    if meta.get("decode_bound_steps_per_s"):
+        console.print(
+            f"GPU decode bound: ≤ {meta['decode_bound_steps_per_s']:.0f} steps/s = {meta['gpu_bandwidth_gbs']:.0f} GB/s "
+            f"÷ {meta['weights_read_per_step_gib']:.2f} GiB of weights read per step (tokens/s ≤ rows × steps/s); "
+            f"measured {meta.get('decode_steps_per_s') or 0:.1f} steps/s"
+        )
     console.print(f"Results: {path}  (total {meta['timings']['total_s']:.1f}s)")
 
 
