@@ -28,6 +28,7 @@ class GenerationCache:
         self._db = sqlite3.connect(self.path, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, record TEXT, created REAL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS prompts (key TEXT PRIMARY KEY, text TEXT)")
         self._db.commit()
 
     def get(self, key: str) -> Generation | None:
@@ -47,6 +48,15 @@ class GenerationCache:
             "INSERT OR REPLACE INTO generations (key, record, created) VALUES (?, ?, ?)",
             (key, json.dumps(record, ensure_ascii=False), time.time()),
         )
+        self._db.commit()
+
+    def get_prompt(self, key: str) -> str | None:
+        """A chat-templated prompt kept under the backend's render_key (see runner.rendered)."""
+        row = self._db.execute("SELECT text FROM prompts WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def put_prompt(self, key: str, text: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO prompts (key, text) VALUES (?, ?)", (key, text))
         self._db.commit()
 
     def close(self) -> None:

@@ -39,6 +39,19 @@ def params(cfg: Config) -> dict[str, Any]:
     return {"max_new_tokens": g.max_new_tokens, "greedy": True, "enable_thinking": g.enable_thinking}
 
 
+def rendered(backend: Backend, request: Request, cache: GenerationCache | None) -> str:
+    """The backend's rendered prompt, kept in the cache under the backend's `render_key` when it has one,
+    so that a rerun can compute every cache key without loading the tokenizer."""
+    key_of = getattr(backend, "render_key", None)
+    key = key_of(request) if cache is not None and key_of is not None else None
+    text = cache.get_prompt(key) if cache is not None and key else None
+    if text is None:
+        text = backend.render(request)
+        if cache is not None and key:
+            cache.put_prompt(key, text)
+    return text
+
+
 def run(
     cfg: Config,
     backend: Backend,
@@ -54,7 +67,8 @@ def run(
     requests = [Request(p.id, tuple(chat.messages(cfg, p))) for p in prompts]
     identity = backend.identity()
     gen_params = params(cfg)
-    keys = {(r.prompt_id, v.name): generation_key(identity, v.key, backend.render(r), gen_params)
+    texts = {r.prompt_id: rendered(backend, r, cache) for r in requests}
+    keys = {(r.prompt_id, v.name): generation_key(identity, v.key, texts[r.prompt_id], gen_params)
             for v in variants for r in requests}
     out_dir.mkdir(parents=True, exist_ok=True)
     jsonl = out_dir / GENERATIONS_FILE

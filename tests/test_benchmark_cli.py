@@ -63,6 +63,45 @@ def test_rerun_is_served_from_the_cache(demo_run, tmp_path, monkeypatch):
     assert [r["variants"] for r in data["results"]] == [r["variants"] for r in demo_run["data"]["results"]]
 
 
+def test_a_fully_cached_rerun_never_imports_transformers(demo_run, tmp_path):
+    """The rendered prompts are kept beside the answers: a rerun computes every key without the tokenizer."""
+    probe = ("import json, sys; from jarvis_bench.commands import benchmark; "
+             f"rc = benchmark.main(['--demo', '--quiet', '--output-dir', {str(tmp_path)!r}]); "
+             "print(json.dumps([rc, sorted(m for m in ('transformers', 'peft', 'sentence_transformers') "
+             "if m in sys.modules)]))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rc, imported = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert rc == 0 and imported == []
+    data = json.loads((tmp_path / "benchmark_results.json").read_text(encoding="utf-8"))
+    assert [r["variants"] for r in data["results"]] == [r["variants"] for r in demo_run["data"]["results"]]
+    assert data["statistics"] == demo_run["data"]["statistics"]
+
+
+def test_kept_prompts_are_what_the_tokenizer_renders(demo_run):
+    from jarvis_bench import adapters, chat, demo
+    from jarvis_bench.backends import Request, create
+    from jarvis_bench.cache import GenerationCache
+
+    cfg = demo.apply(config.load(CONFIG))
+    backend = create(cfg, device="cpu")
+    backend.prepare(adapters.discover(cfg))
+    cache = GenerationCache()
+    try:
+        for p in cfg.prompts:
+            r = Request(p.id, tuple(chat.messages(cfg, p)))
+            assert cache.get_prompt(backend.render_key(r)) == backend.render(r)
+    finally:
+        cache.close()
+    # another template, another key
+    other = demo.apply(config.load(CONFIG))
+    other.generation.enable_thinking = not cfg.generation.enable_thinking
+    b2 = create(other, device="cpu")
+    b2.prepare(adapters.discover(other))
+    r = Request(cfg.prompts[0].id, tuple(chat.messages(cfg, cfg.prompts[0])))
+    assert b2.render_key(r) != backend.render_key(r)
+
+
 def test_no_cache_regenerates(demo_run, tmp_path, monkeypatch):
     calls = []
     real = TransformersBackend.generate

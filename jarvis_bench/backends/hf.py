@@ -51,6 +51,16 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def local_fingerprint(path: Path) -> dict[str, Any]:
     """Identity of a local model folder without hashing gigabytes: config + weight names, sizes, mtimes."""
     files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json", ".gguf", ".jinja"))
@@ -81,8 +91,8 @@ class TransformersBackend:
         local = cfg.resolve(base)
         self.base_path: str = str(local) if local.is_dir() else base
         self.is_local = local.is_dir()
-        self.tokenizer: Any = None
-        self.model_config: Any = None
+        self._tokenizer: Any = None  # loaded on first use (see prepare)
+        self._model_config: Any = None
         self.model: Any = None
         self.variants: list[Variant] = []
         self._identity: dict[str, Any] | None = None
@@ -102,9 +112,40 @@ class TransformersBackend:
         return {"revision": self.cfg.model.revision, "trust_remote_code": self.cfg.model.trust_remote_code}
 
     def prepare(self, variants: Sequence[Variant]) -> None:
+        """The model's identity for the cache keys. A local folder is fingerprinted without importing
+        transformers (a rerun whose answers are all cached never loads it); a hub id is resolved to
+        its commit by loading its config and tokenizer."""
+        self.variants = list(variants)
+        base_id: dict[str, Any] = {"base": self.cfg.model.base_name or self.cfg.model.base}
+        if self.is_local:
+            base_id["fingerprint"] = local_fingerprint(Path(self.base_path))
+            self._info["model_type"] = _read_json(Path(self.base_path) / "config.json").get("model_type")
+        else:
+            self._load_tokenizer()
+            base_id["revision"] = getattr(self._model_config, "_commit_hash", None) or self.cfg.model.revision
+        self._identity = {
+            **base_id,
+            "backend": self.name,
+            "dtype": self.dtype_name,
+            "quantization": self.quantization,
+            "double_quant": self.cfg.model.double_quant if self.quantization == "4bit" else None,
+        }
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            self._load_tokenizer()
+        return self._tokenizer
+
+    @property
+    def model_config(self) -> Any:
+        if self._model_config is None:
+            self._load_tokenizer()
+        return self._model_config
+
+    def _load_tokenizer(self) -> None:
         from transformers import AutoConfig, AutoTokenizer
 
-        self.variants = list(variants)
         t0 = time.perf_counter()
         try:
             model_cfg = AutoConfig.from_pretrained(self.base_path, **self._common_kwargs())
@@ -124,22 +165,18 @@ class TransformersBackend:
         tok.padding_side = "left"
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        self.tokenizer = tok
-        self.model_config = model_cfg
-        base_id: dict[str, Any] = {"base": self.cfg.model.base_name or self.cfg.model.base}
-        if self.is_local:
-            base_id["fingerprint"] = local_fingerprint(Path(self.base_path))
-        else:
-            base_id["revision"] = getattr(model_cfg, "_commit_hash", None) or self.cfg.model.revision
-        self._identity = {
-            **base_id,
-            "backend": self.name,
-            "dtype": self.dtype_name,
-            "quantization": self.quantization,
-            "double_quant": self.cfg.model.double_quant if self.quantization == "4bit" else None,
-        }
+        self._tokenizer, self._model_config = tok, model_cfg
         self._info["tokenizer_load_s"] = round(time.perf_counter() - t0, 3)
         self._info["model_type"] = getattr(model_cfg, "model_type", None)
+
+    def render_key(self, request: Request) -> str | None:
+        """What the rendered prompt depends on, when it can be named without the tokenizer (local
+        folders: the fingerprint covers the tokenizer files and the chat template). The runner keeps
+        rendered prompts under this key, so a fully cached rerun never loads transformers."""
+        if self._identity is None or "fingerprint" not in self._identity:
+            return None
+        return sha256_json({"fingerprint": self._identity["fingerprint"], "messages": list(request.messages),
+                            "tools": tool_schemas(self.cfg), "thinking": self.cfg.generation.enable_thinking})
 
     def identity(self) -> dict[str, Any]:
         assert self._identity is not None, "prepare() first"
@@ -185,8 +222,6 @@ class TransformersBackend:
         """Refuse a CPU load that cannot fit in RAM (the OS would swap or kill us); warn on a tight GPU."""
         from .. import sizing
 
-        if self.model_config is None:
-            return
         try:
             params = sizing.count_params(self.model_config.to_dict())
         except (KeyError, TypeError, ValueError):
