@@ -38,6 +38,8 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if quiet:  # plain tqdm bars too (the one-time GGUF conversion), read when tqdm is first imported
+        os.environ.setdefault("TQDM_DISABLE", "1")
     if "huggingface_hub" in sys.modules:
         from huggingface_hub.utils import disable_progress_bars
 
