@@ -7,7 +7,7 @@ from typing import Any
 T = {
     "fr": {
         "title": "RAPPORT DE BENCHMARK JARVIS — base vs fine-tuning LoRA",
-        "date": "Date", "base": "Modèle de base", "adapters": "Adaptateurs", "device": "Matériel",
+        "date": "Date", "base": "Modèle de base", "adapters": "Adaptateurs", "device": "Matériel", "quant": "quantification", "no_quant": "aucune",
         "prompts": "Prompts", "config": "Config (sha256)", "incomplete": "ATTENTION : run incomplet, {n} réponses manquantes",
         "global": "1. STATISTIQUES GLOBALES", "variant": "variante", "relevance": "pertinence",
         "kw": "mots-clés (moy.)", "kw_ratio": "mots-clés %", "tool": "outil correct", "cos_base": "cos. vs base",
@@ -30,7 +30,7 @@ T = {
     },
     "en": {
         "title": "JARVIS BENCHMARK REPORT — base vs LoRA fine-tune",
-        "date": "Date", "base": "Base model", "adapters": "Adapters", "device": "Hardware",
+        "date": "Date", "base": "Base model", "adapters": "Adapters", "device": "Hardware", "quant": "quantization", "no_quant": "none",
         "prompts": "Prompts", "config": "Config (sha256)", "incomplete": "WARNING: incomplete run, {n} answers missing",
         "global": "1. GLOBAL STATISTICS", "variant": "variant", "relevance": "relevance",
         "kw": "keywords (mean)", "kw_ratio": "keywords %", "tool": "tool correct", "cos_base": "cos. vs base",
@@ -83,7 +83,8 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
     out.append(f"{t['base']}: {meta['base_model']}")
     out.append(f"{t['adapters']}: " + (", ".join(f"{a['name']} ({a['path']})" for a in meta["adapters"]) or "-"))
     out.append(f"{t['device']}: {meta.get('device')} {meta.get('gpu') or ''} · {meta.get('dtype')} · "
-               f"quantization {meta.get('quantization')} · backend {meta['backend']}")
+               f"{t['quant']} {t['no_quant'] if meta.get('quantization') in (None, 'none') else meta['quantization']}"
+               f" · backend {meta['backend']}")
     out.append(f"{t['prompts']}: {meta['n_prompts']} · {', '.join(meta['categories'])}")
     out.append(f"{t['config']}: {meta['config_sha256'][:16]}")
     if not meta.get("complete", True):

@@ -25,6 +25,7 @@ def test_report_sections_and_numbers(demo_run, tmp_path, lang):
     text = (tmp_path / "benchmark_report.txt").read_text(encoding="utf-8")
     for s in SECTIONS[lang]:
         assert s in text
+    assert {"fr": "quantification aucune", "en": "quantization none"}[lang] in text  # the header in one language
     data = json.loads(inp.read_text(encoding="utf-8"))
     st = data["statistics"]
     assert f"{st['avg_relevance_base']:.4f}" in text and f"{st['avg_relevance_finetuned']:.4f}" in text
