@@ -167,3 +167,19 @@ def test_tiny_qwen3_greedy_matches_generate(tiny_qwen3):
         for ids, row in zip(prompts, rows):
             assert row.tokens == _reference(model, ids, 12, {0}, 0)
     assert stats.shared_prefix == 11
+
+
+def test_models_without_logits_to_keep_get_the_same_tokens(demo_backend, prompts, monkeypatch):
+    """Custom (remote-code) models may not take `logits_to_keep`: the last position is sliced instead."""
+    import torch
+
+    backend, variants = demo_backend
+    if backend.model is None:
+        backend._load()
+    eos, pad = backend._eos_ids(), backend.tokenizer.pad_token_id
+    with torch.inference_mode(), _ctx(backend, variants[0]):
+        want, _ = decode.greedy(backend.model, prompts[:3], max_new_tokens=12, eos_ids=eos, pad_id=pad)
+        assert decode._keeps_last_logits(backend.model) == {"logits_to_keep": 1}
+        monkeypatch.setattr(decode, "_keeps_last_logits", lambda model: {})
+        got, _ = decode.greedy(backend.model, prompts[:3], max_new_tokens=12, eos_ids=eos, pad_id=pad)
+    assert [r.tokens for r in got] == [r.tokens for r in want]

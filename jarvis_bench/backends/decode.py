@@ -116,6 +116,19 @@ def _cache(model: Any, capacity: int) -> Any:
     return cache
 
 
+def _keeps_last_logits(model: Any) -> dict[str, int]:
+    """`logits_to_keep=1` when the model's forward takes it (every transformers causal LM does; custom
+    remote code may not, and then the last position is sliced from the full logits)."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        params = inspect.signature(inner.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+
 def greedy(
     model: Any,
     rows: Sequence[Sequence[int]],
@@ -140,9 +153,10 @@ def greedy(
         prefix = 0
     stats.shared_prefix = prefix
     cache = _cache(model, max(len(r) for r in rows) + max_new_tokens)
+    last = _keeps_last_logits(model)
     if prefix:
         ids = torch.tensor([list(rows[0][:prefix])], device=device)
-        model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        model(input_ids=ids, past_key_values=cache, use_cache=True, **last)
         cache.batch_repeat_interleave(n)
         stats.prefill_tokens += prefix
     tails = [list(r[prefix:]) for r in rows]
@@ -152,7 +166,7 @@ def greedy(
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
     stats.prefill_tokens += n * width
     logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions[:, -width:],
-                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+                   past_key_values=cache, use_cache=True, **last).logits
     next_pos = positions[:, -1:] + 1
     alive = list(range(n))
     while True:
@@ -180,7 +194,7 @@ def greedy(
             alive = [alive[j] for j in keep]
         mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=-1)
         logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos,
-                       past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+                       past_key_values=cache, use_cache=True, **last).logits
         next_pos = next_pos + 1
         stats.steps += 1
         stats.row_steps += len(alive)
