@@ -98,7 +98,8 @@ def _preallocated_layer() -> type:
                 self._views()
 
         def batch_select_indices(self, indices: Any) -> None:
-            if self.is_initialized:
+            if self.is_initialized:  # layers of a model split over GPUs live on their own device
+                indices = indices.to(self._k.device)
                 self._k, self._v = self._k[indices], self._v[indices]
                 self._views()
 

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -59,6 +60,20 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+@functools.cache
+def _renderer_identity() -> str:
+    """Our rendering code and the transformers release that runs the template (read without importing it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .. import chat
+
+    try:
+        tf = version("transformers")
+    except PackageNotFoundError:
+        tf = None
+    return sha256_json({"chat.py": Path(chat.__file__).read_text(encoding="utf-8"), "transformers": tf})
 
 
 def local_fingerprint(path: Path) -> dict[str, Any]:
@@ -175,8 +190,9 @@ class TransformersBackend:
         rendered prompts under this key, so a fully cached rerun never loads transformers."""
         if self._identity is None or "fingerprint" not in self._identity:
             return None
-        return sha256_json({"fingerprint": self._identity["fingerprint"], "messages": list(request.messages),
-                            "tools": tool_schemas(self.cfg), "thinking": self.cfg.generation.enable_thinking})
+        return sha256_json({"fingerprint": self._identity["fingerprint"], "renderer": _renderer_identity(),
+                            "messages": list(request.messages), "tools": tool_schemas(self.cfg),
+                            "thinking": self.cfg.generation.enable_thinking})
 
     def identity(self) -> dict[str, Any]:
         assert self._identity is not None, "prepare() first"
