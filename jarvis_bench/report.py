@@ -82,7 +82,8 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
     out.append(f"{t['date']}: {meta['timestamp']}")
     out.append(f"{t['base']}: {meta['base_model']}")
     out.append(f"{t['adapters']}: " + (", ".join(f"{a['name']} ({a['path']})" for a in meta["adapters"]) or "-"))
-    out.append(f"{t['device']}: {meta.get('device')} {meta.get('gpu') or ''} · {meta.get('dtype')} · "
+    hardware = " ".join(str(x) for x in (meta.get("device"), meta.get("gpu")) if x)
+    out.append(f"{t['device']}: {hardware} · {meta.get('dtype')} · "
                f"{t['quant']} {t['no_quant'] if meta.get('quantization') in (None, 'none') else meta['quantization']}"
                f" · backend {meta['backend']}")
     out.append(f"{t['prompts']}: {meta['n_prompts']} · {', '.join(meta['categories'])}")
