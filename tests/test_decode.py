@@ -54,10 +54,10 @@ def test_shared_prefix_and_rows_leaving_change_nothing_but_the_work(demo_backend
     if backend.model is None:
         backend._load()
     eos, pad = backend._eos_ids(), backend.tokenizer.pad_token_id
-    done = []
+    s1 = decode.Stats()
     with torch.inference_mode(), _ctx(backend, variants[1]):
-        shared, s1 = decode.greedy(backend.model, prompts, max_new_tokens=40, eos_ids=eos, pad_id=pad,
-                                   on_row_done=lambda i, row: done.append(i))
+        streamed = list(decode.stream(backend.model, prompts, max_new_tokens=40, eos_ids=eos, pad_id=pad, stats=s1))
+        shared = [row for _, row in sorted(streamed, key=lambda x: x[0])]
         alone, s2 = decode.greedy(backend.model, prompts, max_new_tokens=40, eos_ids=eos, pad_id=pad,
                                   share_prefix=False)
     assert [r.tokens for r in shared] == [r.tokens for r in alone]
@@ -66,7 +66,10 @@ def test_shared_prefix_and_rows_leaving_change_nothing_but_the_work(demo_backend
     lengths = [len(r.tokens) + r.stopped for r in shared]
     assert len(set(lengths)) > 1
     assert s1.row_steps == sum(n - 1 for n in lengths) < s1.steps * len(prompts)
-    assert sorted(done) == list(range(len(prompts)))
+    # each answer comes out when it ends: shortest first, every prompt exactly once
+    assert sorted(i for i, _ in streamed) == list(range(len(prompts)))
+    ends = [len(row.tokens) + row.stopped for _, row in streamed]
+    assert ends == sorted(ends)
     assert all(r.seconds > 0 for r in shared)
     first = min(range(len(prompts)), key=lambda i: lengths[i])
     assert shared[first].seconds < max(r.seconds for r in shared)  # per-answer latency, not the batch's

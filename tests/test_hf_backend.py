@@ -102,6 +102,35 @@ def test_oom_halves_the_batch_and_retries(demo_cfg, demo_backend, monkeypatch):
     assert set(out) == set(SUBSET[:4])
 
 
+def test_oom_after_some_answers_retries_only_the_rest(demo_cfg, demo_backend, monkeypatch):
+    import torch
+
+    backend, variants = demo_backend
+    reqs = _requests(demo_cfg, SUBSET[:4])
+    real = backend._generate_batch
+    sizes = []
+
+    def flaky(variant, batch, eos):
+        sizes.append(len(batch))
+        gens = real(variant, batch, eos)
+        if len(batch) > 2:  # one answer gets out, then the GPU runs out of memory
+            yield next(gens)
+            gens.close()
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        yield from gens
+
+    monkeypatch.setattr(backend, "_generate_batch", flaky)
+    demo_cfg.generation.batch_size = 4
+    try:
+        out = list(backend.generate(variants[1], reqs))
+    finally:
+        demo_cfg.generation.batch_size = "auto"
+    assert sizes == [4, 1, 2]  # 3 left after the first answer: halves of 1 and 2
+    assert sorted(g.prompt_id for g in out) == sorted(SUBSET[:4])  # each exactly once
+    whole = _answers(backend, variants[1], reqs)
+    assert {g.prompt_id: g.response for g in out} == {p: g.response for p, g in whole.items()}
+
+
 # ----------------------------------------------------------------------------- Qwen3 path
 
 

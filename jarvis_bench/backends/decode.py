@@ -23,7 +23,7 @@ neutral processors; tests compare the tokens with `generate` one prompt at a tim
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,7 +130,16 @@ def _keeps_last_logits(model: Any) -> dict[str, int]:
     return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
 
-def greedy(
+def greedy(model: Any, rows: Sequence[Sequence[int]], **kwargs: Any) -> tuple[list[Row], Stats]:
+    """Greedy-decode every prompt (token ids, no padding); one Row per prompt, in order."""
+    stats = Stats()
+    out: list[Row] = [Row() for _ in rows]
+    for i, row in stream(model, rows, stats=stats, **kwargs):
+        out[i] = row
+    return out, stats
+
+
+def stream(
     model: Any,
     rows: Sequence[Sequence[int]],
     *,
@@ -138,14 +147,15 @@ def greedy(
     eos_ids: set[int],
     pad_id: int,
     share_prefix: bool = True,
-    on_row_done: Callable[[int, Row], None] | None = None,
-) -> tuple[list[Row], Stats]:
-    """Greedy-decode every prompt (token ids, no padding) with `model`; returns one Row per prompt."""
+    stats: Stats | None = None,
+) -> Iterator[tuple[int, Row]]:
+    """Greedy-decode every prompt; yields (index, Row) as each answer finishes, shortest first, so a
+    caller can save it (and show progress) while the longer ones are still decoding."""
     import torch
 
     device = model.device
     n = len(rows)
-    stats = Stats()
+    stats = stats if stats is not None else Stats()
     t0 = time.perf_counter()
     out = [Row() for _ in rows]
     # Keep at least one token of every prompt for the batched prefill: it yields the first logits.
@@ -180,26 +190,27 @@ def greedy(
                 row.stopped = True
             else:
                 row.tokens.append(t)
-            if row.stopped or len(row.tokens) >= max_new_tokens:
-                row.seconds = elapsed
-                if on_row_done is not None:
-                    on_row_done(i, row)
-            else:
+            if not (row.stopped or len(row.tokens) >= max_new_tokens):
                 keep.append(j)
-        if not keep:
-            break
-        if len(keep) < len(alive):
+        kept = set(keep)
+        finished = [i for j, i in enumerate(alive) if j not in kept]
+        for i in finished:
+            out[i].seconds = elapsed
+        if keep and len(keep) < len(alive):
             idx = torch.tensor(keep, device=device)
             cache.batch_select_indices(idx)
             mask, nxt, next_pos = mask[idx], nxt[idx], next_pos[idx]
             alive = [alive[j] for j in keep]
+        for i in finished:
+            yield i, out[i]
+        if not keep:
+            break
         mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=-1)
         logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos,
                        past_key_values=cache, use_cache=True, **last).logits
         next_pos = next_pos + 1
         stats.steps += 1
         stats.row_steps += len(alive)
-    return out, stats
 
 
 GQA_SDPA = "jarvis_sdpa_gqa"

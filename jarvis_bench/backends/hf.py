@@ -370,49 +370,44 @@ class TransformersBackend:
             yield from self._run_batch(variant, batch, eos)
 
     def _run_batch(self, variant: Variant, batch: list[Request], eos: set[int]) -> Iterator[Generation]:
-        """Generate one batch; on out-of-memory, halve it and retry the halves."""
+        """Generate one batch, answers yielded as they finish; on out-of-memory, halve what is left
+        and retry the halves (answers already yielded are kept, never generated twice)."""
         import torch
 
+        done: set[str] = set()
         try:
-            results = self._generate_batch(variant, batch, eos)
+            for gen in self._generate_batch(variant, batch, eos):
+                done.add(gen.prompt_id)
+                yield gen
         except Exception as exc:
             if not _is_oom(exc):
                 raise
             if self.device == "cuda":
                 torch.cuda.empty_cache()
-            if len(batch) == 1:
+            rest = [r for r in batch if r.prompt_id not in done]
+            if len(rest) == 1:
                 raise ModelLoadError(
-                    f"out of GPU memory generating one answer ({batch[0].prompt_id}); lower "
+                    f"out of GPU memory generating one answer ({rest[0].prompt_id}); lower "
                     "generation.max_new_tokens or use model.quantization \"4bit\""
                 ) from None
-            half = len(batch) // 2
-            log.warning("Out of memory with a batch of %d: retrying with %d.", len(batch), half)
-            yield from self._run_batch(variant, batch[:half], eos)
-            yield from self._run_batch(variant, batch[half:], eos)
-            return
-        yield from results
+            half = len(rest) // 2
+            log.warning("Out of memory with a batch of %d: retrying with %d.", len(rest), half)
+            yield from self._run_batch(variant, rest[:half], eos)
+            yield from self._run_batch(variant, rest[half:], eos)
 
-    def _generate_batch(self, variant: Variant, batch: list[Request], eos: set[int]) -> list[Generation]:
+    def _generate_batch(self, variant: Variant, batch: list[Request], eos: set[int]) -> Iterator[Generation]:
         import torch
 
         tok = self.tokenizer
         max_new = self.cfg.generation.max_new_tokens
+        stats = decode.Stats()
         t0 = time.perf_counter()
         with torch.inference_mode(), self._select(variant):
-            rows, stats = decode.greedy(self.model, [self.token_ids(r) for r in batch], max_new_tokens=max_new,
-                                        eos_ids=eos, pad_id=tok.pad_token_id)
-        self._info["shared_prefix_tokens"] = stats.shared_prefix
-        self._info["decode_steps"] = self._info.get("decode_steps", 0) + stats.steps + 1  # + the prefill's token
-        self._info["decode_s"] = round(self._info.get("decode_s", 0.0) + time.perf_counter() - t0, 3)
-        if self.device == "cuda":
-            peak = torch.cuda.max_memory_allocated() / 2**30
-            self._info["peak_gpu_memory_gib"] = round(max(peak, self._info.get("peak_gpu_memory_gib", 0.0)), 3)
-        results = []
-        for req, row in zip(batch, rows):
-            text, thinking = strip_thinking(tok.decode(row.tokens, skip_special_tokens=True))
-            results.append(
-                Generation(
-                    prompt_id=req.prompt_id,
+            for i, row in decode.stream(self.model, [self.token_ids(r) for r in batch], max_new_tokens=max_new,
+                                        eos_ids=eos, pad_id=tok.pad_token_id, stats=stats):
+                text, thinking = strip_thinking(tok.decode(row.tokens, skip_special_tokens=True))
+                yield Generation(
+                    prompt_id=batch[i].prompt_id,
                     variant=variant.name,
                     response=text,
                     tokens=len(row.tokens),
@@ -421,8 +416,12 @@ class TransformersBackend:
                     thinking_chars=thinking,
                     batch_size=len(batch),
                 )
-            )
-        return results
+        self._info["shared_prefix_tokens"] = stats.shared_prefix
+        self._info["decode_steps"] = self._info.get("decode_steps", 0) + stats.steps + 1  # + the prefill's token
+        self._info["decode_s"] = round(self._info.get("decode_s", 0.0) + time.perf_counter() - t0, 3)
+        if self.device == "cuda":
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            self._info["peak_gpu_memory_gib"] = round(max(peak, self._info.get("peak_gpu_memory_gib", 0.0)), 3)
 
     def info(self) -> dict[str, Any]:
         info = dict(self._info)
