@@ -186,3 +186,33 @@ def test_models_without_logits_to_keep_get_the_same_tokens(demo_backend, prompts
         monkeypatch.setattr(decode, "_keeps_last_logits", lambda model: {})
         got, _ = decode.greedy(backend.model, prompts[:3], max_new_tokens=12, eos_ids=eos, pad_id=pad)
     assert [r.tokens for r in got] == [r.tokens for r in want]
+
+
+def test_caches_with_non_attention_layers_decode_the_plain_left_padded_way(demo_backend, prompts, monkeypatch):
+    """Hybrid models (recurrent / linear-attention layers): no shared prefix, no row leaving, same tokens."""
+    import torch
+
+    backend, variants = demo_backend
+    if backend.model is None:
+        backend._load()
+    eos, pad = backend._eos_ids(), backend.tokenizer.pad_token_id
+    with torch.inference_mode(), _ctx(backend, variants[1]):
+        want, _ = decode.greedy(backend.model, prompts, max_new_tokens=24, eos_ids=eos, pad_id=pad)
+        monkeypatch.setattr(decode, "_attention_only", lambda cache: False)
+        got, stats = decode.greedy(backend.model, prompts, max_new_tokens=24, eos_ids=eos, pad_id=pad)
+    assert [r.tokens for r in got] == [r.tokens for r in want]
+    assert stats.shared_prefix == 0 and stats.row_steps == stats.steps * len(prompts)
+
+
+def test_attention_only_recognises_the_cache_layers(tiny_qwen3):
+    from transformers import AutoConfig
+    from transformers.cache_utils import DynamicLayer
+
+    class Stub:
+        config = AutoConfig.from_pretrained(tiny_qwen3)
+
+    cache = decode._cache(Stub(), capacity=8)
+    assert decode._attention_only(cache)
+    cache.layers.append(object.__new__(type("LinearAttentionLayer", (), {})))
+    assert not decode._attention_only(cache)
+    assert all(isinstance(layer, DynamicLayer) for layer in cache.layers[:-1])

@@ -42,7 +42,7 @@ class Stats:
     shared_prefix: int = 0
     prefill_tokens: int = 0  # prompt tokens actually run through the model (padding included)
     steps: int = 0
-    row_steps: int = 0  # sum over decode steps of the rows still running
+    row_steps: int = 0  # sum over decode steps of the rows in the batch
 
 
 def common_prefix(rows: Sequence[Sequence[int]]) -> int:
@@ -117,6 +117,16 @@ def _cache(model: Any, capacity: int) -> Any:
     return cache
 
 
+def _attention_only(cache: Any) -> bool:
+    """Every layer keeps keys/values (full or sliding-window attention): only then may a row carry
+    padding between the shared prefix and its own tokens, and leave the batch mid-way. Recurrent or
+    linear-attention layers (hybrid models) carry a state that padding would pollute and that may not
+    support row selection: those batches are left-padded whole, as `generate` does."""
+    from transformers.cache_utils import DynamicLayer
+
+    return all(isinstance(layer, DynamicLayer) for layer in cache.layers)
+
+
 def _keeps_last_logits(model: Any) -> dict[str, int]:
     """`logits_to_keep=1` when the model's forward takes it (every transformers causal LM does; custom
     remote code may not, and then the last position is sliced from the full logits)."""
@@ -158,12 +168,13 @@ def stream(
     stats = stats if stats is not None else Stats()
     t0 = time.perf_counter()
     out = [Row() for _ in rows]
+    cache = _cache(model, max(len(r) for r in rows) + max_new_tokens)
+    flexible = _attention_only(cache)
     # Keep at least one token of every prompt for the batched prefill: it yields the first logits.
-    prefix = min(common_prefix(rows), min(len(r) for r in rows) - 1) if share_prefix and n > 1 else 0
+    prefix = min(common_prefix(rows), min(len(r) for r in rows) - 1) if share_prefix and n > 1 and flexible else 0
     if prefix < MIN_SHARED_PREFIX:
         prefix = 0
     stats.shared_prefix = prefix
-    cache = _cache(model, max(len(r) for r in rows) + max_new_tokens)
     last = _keeps_last_logits(model)
     if prefix:
         ids = torch.tensor([list(rows[0][:prefix])], device=device)
@@ -179,31 +190,33 @@ def stream(
     logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions[:, -width:],
                    past_key_values=cache, use_cache=True, **last).logits
     next_pos = positions[:, -1:] + 1
-    alive = list(range(n))
+    alive = list(range(n))  # the rows in the batch tensors
+    done: set[int] = set()
     while True:
         nxt = logits[:, -1, :].float().argmax(-1)
-        keep = []
         elapsed = time.perf_counter() - t0
-        for j, (i, t) in enumerate(zip(alive, nxt.tolist())):
+        finished = []
+        for i, t in zip(alive, nxt.tolist()):
+            if i in done:  # a finished row kept in an inflexible batch: its output is ignored
+                continue
             row = out[i]
             if t in eos_ids:
                 row.stopped = True
             else:
                 row.tokens.append(t)
-            if not (row.stopped or len(row.tokens) >= max_new_tokens):
-                keep.append(j)
-        kept = set(keep)
-        finished = [i for j, i in enumerate(alive) if j not in kept]
-        for i in finished:
-            out[i].seconds = elapsed
-        if keep and len(keep) < len(alive):
-            idx = torch.tensor(keep, device=device)
+            if row.stopped or len(row.tokens) >= max_new_tokens:
+                row.seconds = elapsed
+                finished.append(i)
+        done.update(finished)
+        running = [j for j, i in enumerate(alive) if i not in done]
+        if running and flexible and len(running) < len(alive):
+            idx = torch.tensor(running, device=device)
             cache.batch_select_indices(idx)
             mask, nxt, next_pos = mask[idx], nxt[idx], next_pos[idx]
-            alive = [alive[j] for j in keep]
+            alive = [alive[j] for j in running]
         for i in finished:
             yield i, out[i]
-        if not keep:
+        if not running:
             break
         mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=-1)
         logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos,
