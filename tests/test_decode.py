@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from jarvis_bench.backends import decode
@@ -27,39 +29,50 @@ def prompts(demo_cfg, demo_backend):
     return [backend.token_ids(r) for r in _requests(demo_cfg, SUBSET)]
 
 
-def _ctx(backend, variant):
-    return backend._select(variant)
+class Engine:
+    """The demo backend's loaded model, a variant selected, and its end-of-turn / padding ids."""
+
+    def __init__(self, backend, variants):
+        if backend.model is None:
+            backend._load()
+        self.backend, self.variants = backend, variants
+        self.eos, self.pad = backend._eos_ids(), backend.tokenizer.pad_token_id
+
+    @contextlib.contextmanager
+    def selected(self, variant_index):
+        import torch
+
+        with torch.inference_mode(), self.backend._select(self.variants[variant_index]):
+            yield self.backend.model
+
+    def greedy(self, variant_index, prompts, max_new_tokens, **kw):
+        kw.setdefault("eos_ids", self.eos)
+        with self.selected(variant_index) as model:
+            return decode.greedy(model, prompts, max_new_tokens=max_new_tokens, pad_id=self.pad, **kw)
+
+
+@pytest.fixture(scope="module")
+def engine(demo_backend):
+    return Engine(*demo_backend)
 
 
 @pytest.mark.parametrize("variant_index", [0, 1], ids=["base", "adapter"])
-def test_greedy_matches_generate_one_prompt_at_a_time(demo_backend, prompts, variant_index):
-    import torch
-
-    backend, variants = demo_backend
-    if backend.model is None:
-        backend._load()
-    eos, pad = backend._eos_ids(), backend.tokenizer.pad_token_id
-    with torch.inference_mode(), _ctx(backend, variants[variant_index]):
-        rows, stats = decode.greedy(backend.model, prompts, max_new_tokens=40, eos_ids=eos, pad_id=pad)
+def test_greedy_matches_generate_one_prompt_at_a_time(engine, prompts, variant_index):
+    rows, stats = engine.greedy(variant_index, prompts, 40)
+    with engine.selected(variant_index) as model:
         for ids, row in zip(prompts, rows):
-            assert row.tokens == _reference(backend.model, ids, 40, eos, pad)
+            assert row.tokens == _reference(model, ids, 40, engine.eos, engine.pad)
     assert stats.shared_prefix >= decode.MIN_SHARED_PREFIX  # the system prompt is shared
     assert stats.prefill_tokens < sum(len(p) for p in prompts)
 
 
-def test_shared_prefix_and_rows_leaving_change_nothing_but_the_work(demo_backend, prompts):
-    import torch
-
-    backend, variants = demo_backend
-    if backend.model is None:
-        backend._load()
-    eos, pad = backend._eos_ids(), backend.tokenizer.pad_token_id
+def test_shared_prefix_and_rows_leaving_change_nothing_but_the_work(engine, prompts):
     s1 = decode.Stats()
-    with torch.inference_mode(), _ctx(backend, variants[1]):
-        streamed = list(decode.stream(backend.model, prompts, max_new_tokens=40, eos_ids=eos, pad_id=pad, stats=s1))
-        shared = [row for _, row in sorted(streamed, key=lambda x: x[0])]
-        alone, s2 = decode.greedy(backend.model, prompts, max_new_tokens=40, eos_ids=eos, pad_id=pad,
-                                  share_prefix=False)
+    with engine.selected(1) as model:
+        streamed = list(decode.stream(model, prompts, max_new_tokens=40, eos_ids=engine.eos, pad_id=engine.pad,
+                                      stats=s1))
+    shared = [row for _, row in sorted(streamed, key=lambda x: x[0])]
+    alone, s2 = engine.greedy(1, prompts, 40, share_prefix=False)
     assert [r.tokens for r in shared] == [r.tokens for r in alone]
     assert s1.shared_prefix > 0 and s2.shared_prefix == 0 and s1.prefill_tokens < s2.prefill_tokens
     # the adapter's answers end at different lengths: finished rows left the batch
@@ -75,15 +88,8 @@ def test_shared_prefix_and_rows_leaving_change_nothing_but_the_work(demo_backend
     assert shared[first].seconds < max(r.seconds for r in shared)  # per-answer latency, not the batch's
 
 
-def test_truncation_and_eos_accounting(demo_backend, prompts):
-    import torch
-
-    backend, variants = demo_backend
-    if backend.model is None:
-        backend._load()
-    with torch.inference_mode(), _ctx(backend, variants[0]):
-        rows, stats = decode.greedy(backend.model, prompts[:2], max_new_tokens=5, eos_ids=set(),
-                                    pad_id=backend.tokenizer.pad_token_id)
+def test_truncation_and_eos_accounting(engine, prompts):
+    rows, stats = engine.greedy(0, prompts[:2], 5, eos_ids=set())
     assert [len(r.tokens) for r in rows] == [5, 5] and not any(r.stopped for r in rows)
     assert stats.steps == 4  # the first token comes from the prefill
 
@@ -143,10 +149,8 @@ def test_gqa_sdpa_is_bit_identical_to_transformers_sdpa(q_len):
         assert torch.equal(got, want)
 
 
-def test_gqa_sdpa_is_only_switched_on_for_cpu_sdpa_models(demo_backend):
-    backend, _ = demo_backend
-    if backend.model is None:
-        backend._load()
+def test_gqa_sdpa_is_only_switched_on_for_cpu_sdpa_models(engine):
+    backend = engine.backend
     assert backend.model.config._attn_implementation == decode.GQA_SDPA
     assert backend.info()["attention"] == decode.GQA_SDPA
 
@@ -172,34 +176,20 @@ def test_tiny_qwen3_greedy_matches_generate(tiny_qwen3):
     assert stats.shared_prefix == 11
 
 
-def test_models_without_logits_to_keep_get_the_same_tokens(demo_backend, prompts, monkeypatch):
+def test_models_without_logits_to_keep_get_the_same_tokens(engine, prompts, monkeypatch):
     """Custom (remote-code) models may not take `logits_to_keep`: the last position is sliced instead."""
-    import torch
-
-    backend, variants = demo_backend
-    if backend.model is None:
-        backend._load()
-    eos, pad = backend._eos_ids(), backend.tokenizer.pad_token_id
-    with torch.inference_mode(), _ctx(backend, variants[0]):
-        want, _ = decode.greedy(backend.model, prompts[:3], max_new_tokens=12, eos_ids=eos, pad_id=pad)
-        assert decode._keeps_last_logits(backend.model) == {"logits_to_keep": 1}
-        monkeypatch.setattr(decode, "_keeps_last_logits", lambda model: {})
-        got, _ = decode.greedy(backend.model, prompts[:3], max_new_tokens=12, eos_ids=eos, pad_id=pad)
+    want, _ = engine.greedy(0, prompts[:3], 12)
+    assert decode._keeps_last_logits(engine.backend.model) == {"logits_to_keep": 1}
+    monkeypatch.setattr(decode, "_keeps_last_logits", lambda model: {})
+    got, _ = engine.greedy(0, prompts[:3], 12)
     assert [r.tokens for r in got] == [r.tokens for r in want]
 
 
-def test_caches_with_non_attention_layers_decode_the_plain_left_padded_way(demo_backend, prompts, monkeypatch):
+def test_caches_with_non_attention_layers_decode_the_plain_left_padded_way(engine, prompts, monkeypatch):
     """Hybrid models (recurrent / linear-attention layers): no shared prefix, no row leaving, same tokens."""
-    import torch
-
-    backend, variants = demo_backend
-    if backend.model is None:
-        backend._load()
-    eos, pad = backend._eos_ids(), backend.tokenizer.pad_token_id
-    with torch.inference_mode(), _ctx(backend, variants[1]):
-        want, _ = decode.greedy(backend.model, prompts, max_new_tokens=24, eos_ids=eos, pad_id=pad)
-        monkeypatch.setattr(decode, "_attention_only", lambda cache: False)
-        got, stats = decode.greedy(backend.model, prompts, max_new_tokens=24, eos_ids=eos, pad_id=pad)
+    want, _ = engine.greedy(1, prompts, 24)
+    monkeypatch.setattr(decode, "_attention_only", lambda cache: False)
+    got, stats = engine.greedy(1, prompts, 24)
     assert [r.tokens for r in got] == [r.tokens for r in want]
     assert stats.shared_prefix == 0 and stats.row_steps == stats.steps * len(prompts)
 

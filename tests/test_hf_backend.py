@@ -78,56 +78,57 @@ def test_truncated_flag_and_token_counts(demo_cfg, demo_backend):
     assert gen.response and gen.error is None and gen.latency_s > 0
 
 
+OOM = "CUDA out of memory. Tried to allocate 2.00 GiB"
+
+
+def _with_batches(demo_cfg, demo_backend, monkeypatch, flaky):
+    """The adapter's answers to 4 prompts in one batch of 4, each batch going through `flaky(real, batch)`;
+    returns (the answers in the order they came, the sizes of the batches tried)."""
+    backend, variants = demo_backend
+    real, sizes = backend._generate_batch, []
+
+    def wrapped(variant, batch, eos):
+        sizes.append(len(batch))
+        return flaky(lambda: real(variant, batch, eos), batch)
+
+    monkeypatch.setattr(backend, "_generate_batch", wrapped)
+    demo_cfg.generation.batch_size = 4
+    try:
+        out = list(backend.generate(variants[1], _requests(demo_cfg, SUBSET[:4])))
+    finally:
+        demo_cfg.generation.batch_size = "auto"
+    return out, sizes
+
+
 def test_oom_halves_the_batch_and_retries(demo_cfg, demo_backend, monkeypatch):
     import torch
 
-    backend, variants = demo_backend
-    reqs = _requests(demo_cfg, SUBSET[:4])
-    real = backend._generate_batch
-    sizes = []
-
-    def flaky(variant, batch, eos):
-        sizes.append(len(batch))
+    def flaky(real, batch):
         if len(batch) > 1:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(variant, batch, eos)
+            raise torch.OutOfMemoryError(OOM)
+        return real()
 
-    monkeypatch.setattr(backend, "_generate_batch", flaky)
-    demo_cfg.generation.batch_size = 4
-    try:
-        out = _answers(backend, variants[1], reqs)
-    finally:
-        demo_cfg.generation.batch_size = "auto"
+    out, sizes = _with_batches(demo_cfg, demo_backend, monkeypatch, flaky)
     assert sizes == [4, 2, 1, 1, 2, 1, 1]
-    assert set(out) == set(SUBSET[:4])
+    assert {g.prompt_id for g in out} == set(SUBSET[:4])
 
 
 def test_oom_after_some_answers_retries_only_the_rest(demo_cfg, demo_backend, monkeypatch):
     import torch
 
-    backend, variants = demo_backend
-    reqs = _requests(demo_cfg, SUBSET[:4])
-    real = backend._generate_batch
-    sizes = []
-
-    def flaky(variant, batch, eos):
-        sizes.append(len(batch))
-        gens = real(variant, batch, eos)
+    def flaky(real, batch):
+        gens = real()
         if len(batch) > 2:  # one answer gets out, then the GPU runs out of memory
             yield next(gens)
             gens.close()
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise torch.OutOfMemoryError(OOM)
         yield from gens
 
-    monkeypatch.setattr(backend, "_generate_batch", flaky)
-    demo_cfg.generation.batch_size = 4
-    try:
-        out = list(backend.generate(variants[1], reqs))
-    finally:
-        demo_cfg.generation.batch_size = "auto"
+    out, sizes = _with_batches(demo_cfg, demo_backend, monkeypatch, flaky)
     assert sizes == [4, 1, 2]  # 3 left after the first answer: halves of 1 and 2
     assert sorted(g.prompt_id for g in out) == sorted(SUBSET[:4])  # each exactly once
-    whole = _answers(backend, variants[1], reqs)
+    backend, variants = demo_backend
+    whole = _answers(backend, variants[1], _requests(demo_cfg, SUBSET[:4]))
     assert {g.prompt_id: g.response for g in out} == {p: g.response for p, g in whole.items()}
 
 
