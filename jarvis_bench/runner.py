@@ -44,11 +44,12 @@ def rendered(backend: Backend, request: Request, cache: GenerationCache | None) 
     so that a rerun can compute every cache key without loading the tokenizer."""
     key_of = getattr(backend, "render_key", None)
     key = key_of(request) if cache is not None and key_of is not None else None
-    text = cache.get_prompt(key) if cache is not None and key else None
+    if cache is None or key is None:
+        return backend.render(request)
+    text = cache.get_prompt(key)
     if text is None:
         text = backend.render(request)
-        if cache is not None and key:
-            cache.put_prompt(key, text)
+        cache.put_prompt(key, text)
     return text
 
 
