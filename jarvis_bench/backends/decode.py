@@ -2,7 +2,7 @@
 
 `model.generate` keeps every row of a batch until the longest one ends and prefills every prompt in
 full. A benchmark's prompts share a long head (system prompt, tool schemas) and their answers end at
-very different lengths, so this loop does three things `generate` does not:
+very different lengths, so this loop does what `generate` does not:
 
 - **shared prefix**: the tokens every prompt of the batch starts with are run once (batch of 1) and the
   KV cache is repeated for each row; only the rest of each prompt is prefilled. The rows are laid out as
@@ -15,6 +15,10 @@ very different lengths, so this loop does three things `generate` does not:
   every step, which cost more than the matmuls at 30 rows.
 - **logits of the last position only** (`logits_to_keep=1`): the prefill never builds a
   sequence x vocabulary matrix.
+- **answers stream out** as they end (`stream`), so the caller saves them while longer ones decode.
+
+Models whose cache holds anything but attention layers (hybrid recurrent / linear-attention) get a
+plain left-padded batch with every row kept to the end, as `generate` would.
 
 Decoding is argmax over float32 logits, exactly what `generate(do_sample=False, num_beams=1)` does with
 neutral processors; tests compare the tokens with `generate` one prompt at a time.
