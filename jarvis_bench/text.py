@@ -23,6 +23,21 @@ def normalize(text: str) -> str:
     return _SPACES.sub(" ", _PUNCT.sub(" ", fold(text))).strip()
 
 
+def canonical(text: str) -> str:
+    """normalize() with French number words written as digits ("dix minutes" -> "10 minutes",
+    "vingt-cinq" -> "25", "une" -> "1"): the form in which answers and expectations are compared.
+    Both sides of a comparison go through it, so an article read as "1" matches on both sides."""
+    from text_to_num import alpha2digit
+
+    return normalize(alpha2digit(text.lower().replace("’", "'"), "fr", threshold=0))
+
+
+def words(text: str) -> list[str]:
+    """canonical() split into words: apostrophes split ("l'écran" -> "l", "ecran"); an identifier such
+    as `mexc_scan_tool` stays one word."""
+    return canonical(text).split()
+
+
 def strip_thinking(text: str) -> tuple[str, int]:
     """Remove <think>…</think> blocks (and an unterminated trailing one).
 

@@ -109,6 +109,14 @@ def recommendations(name: str, cmp: dict[str, Any], verdict: dict[str, Any], cou
         out.append(_rec("truncated", f"{counts['truncated']} réponses coupées à max_new_tokens : augmenter la limite "
                         "ou entraîner des réponses plus courtes.",
                         f"{counts['truncated']} answers hit max_new_tokens: raise the limit or train shorter answers."))
+    if counts.get("malformed_calls"):
+        out.append(_rec("malformed_calls",
+                        f"{counts['malformed_calls']} réponses contiennent un appel d'outil mal formé (JSON tronqué ou "
+                        "invalide), que JARVIS ne peut pas exécuter : voir `malformed_calls` dans le JSON ; entraîner le "
+                        "format exact ou augmenter max_new_tokens si les appels sont coupés.",
+                        f"{counts['malformed_calls']} answers contain a malformed tool call (truncated or invalid JSON) "
+                        "that JARVIS cannot execute: see `malformed_calls` in the JSON; train the exact format, or raise "
+                        "max_new_tokens if calls are cut off."))
     if counts.get("thinking"):
         out.append(_rec("thinking", f"{counts['thinking']} réponses contenaient un bloc <think> (retiré) : vérifier "
                         "enable_thinking.", f"{counts['thinking']} answers contained a <think> block (stripped): check "

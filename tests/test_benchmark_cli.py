@@ -292,6 +292,25 @@ def test_replay_scores_answers_produced_elsewhere(tmp_path, config_data):
     assert answers[("cmd-01", "remote-ft2")].startswith("remote-ft2 répond")  # no cache mix-up between variants
 
 
+@pytest.mark.parametrize("credit, credited", [("calls", False), ("calls_or_mentions", True)])
+def test_tool_credit_setting_reaches_the_scorer(tmp_path, config_data, credit, credited):
+    """An affirmative prose answer earns the tool only under scoring.tool_credit = "calls_or_mentions"."""
+    data = json.loads(json.dumps(config_data))
+    data["scoring"]["tool_credit"] = credit
+    cfg = _replay_setup(tmp_path, data)
+    rows = [json.loads(x) for x in (tmp_path / "answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    for r in rows:
+        if r["id"] == "rt-01":
+            r["response"] = "D'accord, je monte le son."
+    (tmp_path / "answers.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    out = tmp_path / "res"
+    assert benchmark.main(["--config", str(cfg), "--output-dir", str(out), "--quiet"]) == 0
+    res = json.loads((out / "benchmark_results.json").read_text(encoding="utf-8"))
+    m = next(r for r in res["results"] if r["id"] == "rt-01")["variants"]["base"]["metrics"]
+    assert m["tool_correct"] is credited and m["tool_mentioned"] is True
+    assert res["metadata"]["scoring"]["tool_credit"] == credit
+
+
 def test_replay_unknown_prompt_id_is_a_clear_error(tmp_path, config_data, capsys):
     cfg = _replay_setup(tmp_path, config_data)
     with (tmp_path / "answers.jsonl").open("a", encoding="utf-8") as f:
@@ -302,14 +321,16 @@ def test_replay_unknown_prompt_id_is_a_clear_error(tmp_path, config_data, capsys
 
 
 def test_deploy_gates_on_the_demo(demo_run, tmp_path, capsys):
-    """The demo is MODERATE with 4 regressions: --fail-below GOOD and --fail-on-regression exit 4, results kept."""
+    """The demo is MODERATE with regressions: --fail-below GOOD and --fail-on-regression exit 4, results kept."""
+    regressions = demo_run["data"]["statistics"]["comparisons"]["jarvis-demo"]["regressions"]
+    assert regressions
     base = ["--demo", "--output-dir", str(tmp_path), "--quiet"]
     assert benchmark.main([*base, "--fail-below", "MODERATE"]) == 0
     assert benchmark.main([*base, "--fail-below", "GOOD"]) == 4
     err = capsys.readouterr().err
     assert "gate failed: best adapter jarvis-demo is MODERATE, below the required GOOD" in err
     assert benchmark.main([*base, "--fail-on-regression"]) == 4
-    assert "regresses on 4 prompt(s)" in capsys.readouterr().err
+    assert f"regresses on {len(regressions)} prompt(s)" in capsys.readouterr().err
     assert (tmp_path / "benchmark_results.json").is_file()
 
 

@@ -81,3 +81,30 @@ def test_missing_results_file_is_one_line(tmp_path, capsys):
     assert analyze.main(["--input", str(tmp_path / "nope.json"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "results file not found" in err and "benchmark.py" in err and len(err.strip().splitlines()) == 1
+
+
+def test_results_of_an_older_scorer_are_flagged_and_rescored(demo_run, tmp_path, capsys):
+    """A results file scored by scorer v1 (prose counted as a call: the base's "Coupe le son." repeated earned
+    mute_tool) is flagged by analyze, and --rescore brings it to the current scorer."""
+    from jarvis_bench.metrics import SCORER_VERSION
+
+    old = json.loads(json.dumps(demo_run["data"]))
+    del old["metadata"]["scorer_version"]
+    echo = next(r for r in old["results"] if r["id"] == "cmd-04")["variants"]["base"]
+    assert echo["response"].lower().startswith("coupe le son")
+    echo["metrics"].update(tool_correct=True, tools_found=["mute_tool"], relevance=1.0)
+    inp = tmp_path / "benchmark_results.json"
+    inp.write_text(json.dumps(old), encoding="utf-8")
+
+    assert analyze.main(["--input", str(inp)]) == 0
+    err = capsys.readouterr().err
+    assert f"scored by scorer version 1, not the current {SCORER_VERSION}" in err and "--rescore" in err
+    assert json.loads(inp.read_text(encoding="utf-8"))["metadata"].get("scorer_version") is None  # not touched
+
+    assert analyze.main(["--input", str(inp), "--rescore", "--quiet"]) == 0
+    new = json.loads(inp.read_text(encoding="utf-8"))
+    assert new["metadata"]["scorer_version"] == SCORER_VERSION
+    m = next(r for r in new["results"] if r["id"] == "cmd-04")["variants"]["base"]["metrics"]
+    assert m["tool_correct"] is False and m["tools_found"] == [] and m["tool_mentioned"] is True
+    assert "scorer version" not in capsys.readouterr().err
+    assert f"v{SCORER_VERSION}" in (tmp_path / "benchmark_report.txt").read_text(encoding="utf-8")

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
 from ..errors import EXIT_OK, ConfigError
+
+log = logging.getLogger(__name__)
 
 REPORT_FILE = "benchmark_report.txt"
 CHARTS_FILE = "benchmark_charts.png"
@@ -53,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
     inp = args.input.expanduser().resolve()
     data = load_results(inp)
     out_dir = (args.output_dir or inp.parent).expanduser().resolve()
+    from ..metrics import SCORER_VERSION
+
+    scored_by = data["metadata"].get("scorer_version", 1)
+    if not args.rescore and "statistics" in data and scored_by != SCORER_VERSION:
+        log.warning("%s was scored by scorer version %s, not the current %s: its numbers are not comparable with "
+                    "today's; run `uv run python analyze_results.py --rescore` to bring it to the current scorer",
+                    inp, scored_by, SCORER_VERSION)
     if args.rescore or "statistics" not in data:
         cfg_path = args.config or data["metadata"].get("config_file") or config.default_config_path()
         cfg = config.load(cfg_path)

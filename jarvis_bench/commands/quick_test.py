@@ -56,14 +56,9 @@ def pick(prompts: list[Any], per_category: int) -> list[Any]:
 def _mark(m: dict[str, Any] | None) -> str:
     if not m:
         return "erreur"
-    parts = []
-    if m.get("tool_correct") is not None:
-        parts.append(f"outil {'✓' if m['tool_correct'] else '✗'}" + (f" ({m['tools_found'][0]})" if m.get("tools_found") else ""))
-    if m.get("keyword_total"):
-        parts.append(f"mots-clés {m['keyword_hits']}/{m['keyword_total']}")
-    if m.get("correction_score") is not None:
-        parts.append(f"correction {m['correction_score']:.2f}")
-    parts.append(f"pertinence {m['relevance']:.2f}")
+    from ..report import why
+
+    parts = [why(m), f"pertinence {m['relevance']:.2f}"]
     if m.get("cosine_to_base") is not None:
         parts.append(f"cos↔base {m['cosine_to_base']:.2f}")
     return " · ".join(parts)
