@@ -94,8 +94,9 @@ def inspect_adapter(path: Path, *, digest: bool = True) -> Variant:
     targets = ac.get("target_modules")
     if isinstance(targets, str):
         targets = [targets]
+    targets = list(targets or []) + list(ac.get("target_parameters") or [])  # parameters: fused MoE experts
     if not targets:
-        raise AdapterError(f"{cfg_file}: target_modules is empty; the adapter modifies nothing")
+        raise AdapterError(f"{cfg_file}: target_modules and target_parameters are empty; the adapter modifies nothing")
     weights = weights_file(path)
     if weights is None:
         raise AdapterError(

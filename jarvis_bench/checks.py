@@ -2,11 +2,13 @@
 
 Each check yields `Check(status, name, detail, fix)`; FAIL means the benchmark cannot run as
 configured, WARN means it will run but not as you may expect. The model's size comes from its
-config.json (local folder, Hugging Face cache or hub) or, offline, from its name.
+config.json (local folder, Hugging Face cache or hub) or, offline, from the published config we ship
+for the seed's model (`sizing.KNOWN_CONFIGS`), else from its name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata as md
 import json
 import math
@@ -218,7 +220,11 @@ def _locate_hub(repo: str, revision: str | None) -> ModelSource:
         except (urllib.error.URLError, TimeoutError, OSError, json.JSONDecodeError) as exc:
             reason = getattr(exc, "reason", exc)
             hub_problem = f"the hub ({_endpoint()}) is unreachable: {reason}"
-    params = _count(config, repo) if config else sizing.params_from_name(repo)
+    if config is None and repo in sizing.KNOWN_CONFIGS:  # offline: the published config we ship
+        config = sizing.KNOWN_CONFIGS[repo]
+        params = dataclasses.replace(sizing.count_params(config), source="published config.json (offline copy)")
+    else:
+        params = _count(config, repo) if config else sizing.params_from_name(repo)
     total = (info.get("safetensors") or {}).get("total")
     if params is None and isinstance(total, int):
         params = sizing.ParamCount(total=total, active=total, embeddings=0, source="hub")
@@ -295,7 +301,7 @@ def check_hardware(cfg: Config, src: ModelSource) -> Iterator[Check]:
                     "cannot say whether it fits")
         return
     size = f"{p.total / 1e9:.2f} B parameters" + (f" ({p.active / 1e9:.2f} B active per token, MoE)" if p.is_moe else "")
-    how = "counted from config.json" if p.source == "config.json" else f"estimated from the {p.source}"
+    how = f"counted from the {p.source}" if "config.json" in p.source else f"estimated from the {p.source}"
     yield Check("INFO", "model size", f"{m.base_name or m.base}: {size}, {how}")
     n = len(cfg.prompts)
     gpu_dtype = m.dtype if m.dtype != "auto" else "bfloat16"
@@ -305,10 +311,10 @@ def check_hardware(cfg: Config, src: ModelSource) -> Iterator[Check]:
     need = (f"on CUDA in {form}: ~{est.minimum_gib:.1f} GiB of GPU memory (weights {est.weights_gib:.1f} "
             f"+ KV cache {est.kv_gib_batch1:.2f} per prompt + CUDA {est.overhead_gib:.0f}), "
             f"~{est.comfortable_gib:.1f} GiB to answer {est.batch} prompts at once")
-    if m.quantization != "none" and est.unquantized_gib > 0.5 * est.weights_gib:
-        yield Check("WARN", "moe", f"bitsandbytes quantizes only nn.Linear layers: {est.unquantized_gib:.1f} GiB of "
-                    f"this model (the fused MoE experts of transformers 5, bitsandbytes#1849) stay in {gpu_dtype}", "for a 24 GB GPU, serve a pre-quantized 4-bit checkpoint (AWQ/GPTQ) with "
-                    "the vllm backend or vllm serve + the openai backend (README, \"Where the model runs\")")
+    if m.quantization == "8bit" and p.experts:
+        yield Check("FAIL", "moe", f"8-bit: bitsandbytes' int8 only converts nn.Linear layers, so the fused MoE experts "
+                    f"({p.experts / 1e9:.1f} B parameters, {est.unquantized_gib:.1f} GiB) would stay in {gpu_dtype}; the "
+                    "transformers backend refuses it", "set model.quantization to \"4bit\" (experts quantized too)")
     if want_cuda:
         free = sum(g[1] for g in gpus)
         if free < est.minimum_gib:
@@ -323,12 +329,15 @@ def check_hardware(cfg: Config, src: ModelSource) -> Iterator[Check]:
     yield Check("INFO", "vram", f"would need {need}")
     if m.device == "cuda":
         return
-    # CPU: no quantization, float32 unless the config says otherwise.
+    # CPU: float32 unless the config says otherwise; 4-bit works there too (8-bit needs CUDA).
     dtype = m.dtype if m.dtype != "auto" else "float32"
-    cpu = sizing.estimate(p, quantization="none", dtype=dtype, config=src.config, batch=16, cuda=False)
+    cpu_q = m.quantization if m.quantization == "4bit" else "none"
+    cpu = sizing.estimate(p, quantization=cpu_q, dtype=dtype, double_quant=m.double_quant, config=src.config,
+                          batch=16, cuda=False)
     avail, total = sizing.ram_gib()
-    ignored = f", model.quantization {m.quantization!r} needs CUDA" if m.quantization != "none" else ""
-    detail = (f"no CUDA GPU: runs on CPU in {dtype}{ignored}; needs ~{cpu.minimum_gib:.1f} GiB RAM, "
+    ignored = ", model.quantization \"8bit\" needs CUDA" if m.quantization == "8bit" else ""
+    form = f"4-bit (compute {dtype})" if cpu_q == "4bit" else dtype
+    detail = (f"no CUDA GPU: runs on CPU in {form}{ignored}; needs ~{cpu.minimum_gib:.1f} GiB RAM, "
               f"{avail:.1f} GiB available of {total:.1f}")
     if avail < cpu.minimum_gib:
         yield Check("FAIL", "memory", detail,
@@ -345,25 +354,28 @@ def check_bitsandbytes(cfg: Config) -> Iterator[Check]:
         return
     import torch
 
-    if cfg.model.device == "cpu" or not torch.cuda.is_available():
-        yield Check("INFO", "quantize", f"model.quantization \"{q}\" applies on CUDA only; ignored on this machine")
+    cuda = cfg.model.device != "cpu" and torch.cuda.is_available()
+    if not cuda and q == "8bit":
+        yield Check("INFO", "quantize", "model.quantization \"8bit\" applies on CUDA only; ignored on this machine")
         return
+    device = "cuda" if cuda else "cpu"
     try:
         import bitsandbytes as bnb
         import bitsandbytes.functional as F
 
-        x = torch.randn(64, 64, device="cuda", dtype=torch.bfloat16)
+        x = torch.randn(64, 64, device=device, dtype=torch.bfloat16)
         q4, state = F.quantize_4bit(x, quant_type="nf4")
         err = (F.dequantize_4bit(q4, state) - x).abs().mean().item()
         if not err < 0.5:
             raise RuntimeError(f"NF4 round trip error {err:.3f}")
     except Exception as exc:  # noqa: BLE001 - any failure here means 4-bit loading would fail
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        yield Check("FAIL", "quantize", f"bitsandbytes cannot quantize on this GPU: {first}",
+        yield Check("FAIL", "quantize", f"bitsandbytes cannot quantize on this {'GPU' if cuda else 'CPU'}: {first}",
                     "run `uv sync`; on Windows use bitsandbytes >= 0.45 (native wheels); check the CUDA driver, "
                     "or set model.quantization to \"none\"")
         return
-    yield Check("OK", "quantize", f"bitsandbytes {bnb.__version__}: NF4 quantize/dequantize works on CUDA")
+    where = "CUDA" if cuda else "the CPU (4-bit on CPU is for testing and small models)"
+    yield Check("OK", "quantize", f"bitsandbytes {bnb.__version__}: NF4 quantize/dequantize works on {where}")
 
 
 def _free_bytes(folder: Path) -> int:

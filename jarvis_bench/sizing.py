@@ -5,10 +5,11 @@ variants, Mixtral): embeddings, attention, dense or expert MLPs, norms, an untie
 checked against real models in the tests. `params_from_name` is the fallback when no config.json is
 reachable ("Qwen3-30B-A3B" -> 30e9 total, 3e9 active). `estimate` turns a count into GiB for a
 quantization: bitsandbytes NF4 stores 4 bits + one absmax per 64 weights (8-bit absmax + a second
-level with double quantization). bitsandbytes only converts `nn.Linear` layers: embeddings, the LM
-head, norms, routers and — since transformers 5 stores MoE experts as fused 3-D parameters — every
-expert weight stay in the compute dtype (bitsandbytes issue #1849). `ParamCount.linear` is what it
-does convert; the tests check it against transformers' own `replace_with_bnb_linear`.
+level with double quantization). bitsandbytes only converts `nn.Linear` layers (`ParamCount.linear`,
+checked in the tests against transformers' own `replace_with_bnb_linear`); transformers 5 stores MoE
+experts as fused 3-D parameters (`ParamCount.experts`), which bitsandbytes skips (bitsandbytes#1849)
+and jarvis-bench's 4-bit path quantizes too (`backends/moe_quant.py`). Embeddings, the LM head, norms
+and routers stay in the compute dtype.
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ CONTEXT_TOKENS = 1024  # prompt (system + 15-tool catalog + request) + answer, r
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp32": 4, "fp16": 2, "bf16": 2}
 
 
+KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
+    # The structure fields of the published config.json of the seed's model, for a size estimate when
+    # neither the model cache nor the hub can be read (check_setup.py offline).
+    "Qwen/Qwen3-30B-A3B": dict(
+        model_type="qwen3_moe", hidden_size=2048, num_hidden_layers=48, num_attention_heads=32,
+        num_key_value_heads=4, head_dim=128, intermediate_size=6144, moe_intermediate_size=768, num_experts=128,
+        num_experts_per_tok=8, vocab_size=151936, tie_word_embeddings=False, decoder_sparse_step=1,
+        mlp_only_layers=[], torch_dtype="bfloat16",
+    ),
+}
+
+
 @dataclass(frozen=True)
 class ParamCount:
     total: int
@@ -34,6 +47,7 @@ class ParamCount:
     embeddings: int  # input embeddings + untied LM head (never quantized)
     source: str  # "config.json" or "name"
     linear: int | None = None  # weights in nn.Linear layers (what bitsandbytes quantizes); None = unknown
+    experts: int = 0  # fused MoE expert weights (3-D parameters: quantized by our 4-bit path, not by 8-bit)
 
     @property
     def is_moe(self) -> bool:
@@ -72,7 +86,7 @@ def count_params(config: dict[str, Any]) -> ParamCount:
     attn_linear = h * heads * hd + 2 * h * kv * hd + heads * hd * h + (heads * hd + 2 * kv * hd if bias else 0)
     norms = 2 * h
     dense_mlp = 3 * h * inter
-    total = active = linear = 0
+    total = active = linear = fused = 0
     for i in range(layers):
         moe = experts > 0 and i not in dense_layers and i >= first_dense and (i + 1) % sparse_step == 0
         if moe:
@@ -82,6 +96,7 @@ def count_params(config: dict[str, Any]) -> ParamCount:
             total += attn + norms + experts * expert + shared + router
             active += attn + norms + max(per_tok, 1) * expert + shared + router
             linear += attn_linear + 3 * h * shared_inter + (h if shared_inter else 0)
+            fused += experts * expert
         else:
             total += attn + norms + dense_mlp
             active += attn + norms + dense_mlp
@@ -90,7 +105,8 @@ def count_params(config: dict[str, Any]) -> ParamCount:
     embeddings = vocab * h * (1 if tied else 2)
     total += embeddings + h
     active += embeddings + h
-    return ParamCount(total=total, active=active, embeddings=embeddings, source="config.json", linear=linear)
+    return ParamCount(total=total, active=active, embeddings=embeddings, source="config.json", linear=linear,
+                      experts=fused)
 
 
 _SIZE = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)\s*([BbMm])(?![A-Za-z])")
@@ -116,9 +132,9 @@ def params_from_name(name: str) -> ParamCount | None:
 
     total = value(*sizes[0].groups())
     active = value(*active_m.groups()) if active_m else total
-    # Unknown layout: a dense model is nearly all Linear; an MoE's experts (almost all of it) are not.
+    # Unknown layout: a dense model is nearly all Linear; an MoE is nearly all experts.
     return ParamCount(total=total, active=active, embeddings=0, source="name",
-                      linear=0 if active_m else total)
+                      linear=0 if active_m else total, experts=total if active_m else 0)
 
 
 def bytes_per_param(quantization: str, dtype: str, double_quant: bool = True) -> float:
@@ -138,6 +154,14 @@ def kv_bytes_per_token(config: dict[str, Any] | None, dtype_bytes: int = 2) -> i
     kv = int(c.get("num_key_value_heads") or heads)
     hd = int(c.get("head_dim") or int(c["hidden_size"]) // heads)
     return 2 * int(c["num_hidden_layers"]) * kv * hd * dtype_bytes
+
+
+def quantized_params(params: ParamCount, quantization: str) -> int:
+    """Weights stored quantized: the nn.Linear layers, plus the fused MoE experts in 4-bit."""
+    if quantization == "none":
+        return 0
+    linear = params.linear if params.linear is not None else params.total - params.embeddings
+    return linear + (params.experts if quantization == "4bit" else 0)
 
 
 @dataclass(frozen=True)
@@ -172,11 +196,8 @@ def estimate(
 ) -> MemoryEstimate:
     """Memory to load and run the model: weights (+ never-quantized embeddings) + KV cache + overhead."""
     compute_bytes = DTYPE_BYTES.get(dtype, 2)
-    if quantization == "none":
-        weights = params.total * compute_bytes
-    else:
-        linear = params.linear if params.linear is not None else params.total - params.embeddings
-        weights = linear * bytes_per_param(quantization, dtype, double_quant) + (params.total - linear) * compute_bytes
+    quantized = quantized_params(params, quantization)
+    weights = quantized * bytes_per_param(quantization, dtype, double_quant) + (params.total - quantized) * compute_bytes
     per_token = kv_bytes_per_token(config, compute_bytes)
     if per_token is None:  # no config: ~30 KB per billion active parameters (GQA models; errs high)
         per_token = max(int(params.active * 3e-5), 32 * 1024)
@@ -184,8 +205,7 @@ def estimate(
     overhead = CUDA_CONTEXT_GIB if cuda else 0.5
     return MemoryEstimate(
         weights_gib=weights / GIB,
-        unquantized_gib=0.0 if quantization == "none" else (params.total - (
-            params.linear if params.linear is not None else params.total - params.embeddings)) * compute_bytes / GIB,
+        unquantized_gib=0.0 if quantization == "none" else (params.total - quantized) * compute_bytes / GIB,
         kv_gib_batch1=kv1,
         kv_gib_full=kv1 * max(batch, 1),
         overhead_gib=overhead,

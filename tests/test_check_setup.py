@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -57,9 +58,12 @@ def test_the_real_config_on_this_machine_explains_what_it_needs(capsys):
     model = _lines(out, "FAIL", "model")
     assert model and "Qwen/Qwen3-30B-A3B" in model[0] and "HF_HUB_OFFLINE" in model[0]
     size = next(ln for ln in out.splitlines() if "model size" in ln)
-    assert "MoE" in size and "estimated from the name" in size
-    assert any("4bit" in ln and "GiB" in ln for ln in out.splitlines() if "vram" in ln)
-    assert _lines(out, "WARN", "moe")  # bitsandbytes leaves the fused experts in bf16
+    assert "MoE" in size and "30.53 B parameters" in size and "published config.json" in size
+    vram = next(ln for ln in out.splitlines() if "vram" in ln)
+    need = [float(x) for x in re.findall(r"~(\d+\.\d) GiB", vram)]
+    assert "4bit" in vram and "weights 15.5" in vram  # experts quantized too: 15.5 GiB of weights, not ~57
+    assert 16 <= need[0] <= 17 and 18.5 <= need[1] <= 19.5 and "30 prompts" in vram
+    assert not _lines(out, "WARN", "moe") and not _lines(out, "FAIL", "moe")
 
 
 def test_broken_config_names_line_and_column(capsys, tmp_path):
@@ -141,11 +145,17 @@ def test_cpu_memory_verdicts():
     big = checks.ModelSource("hub", "x", params=checks.sizing.params_from_name("Qwen/Qwen3-30B-A3B"))
     small = checks.ModelSource("hub", "x", params=checks.sizing.params_from_name("SmolLM2-135M"))
     cfg.model.device = "cpu"
-    big_lines = {c.name: c for c in checks.check_hardware(cfg, big)}
-    small_lines = {c.name: c for c in checks.check_hardware(cfg, small)}
     avail, _ = checks.sizing.ram_gib()
+    cfg.model.quantization = "none"  # float32 on the CPU: ~112 GiB
+    big_lines = {c.name: c for c in checks.check_hardware(cfg, big)}
     if avail < 100:
         assert big_lines["memory"].status == "FAIL" and "CUDA GPU" in big_lines["memory"].fix
+    cfg.model.quantization = "4bit"  # 4-bit works on the CPU too: it fits, but takes hours
+    big_lines = {c.name: c for c in checks.check_hardware(cfg, big)}
+    assert "4-bit" in big_lines["memory"].detail
+    if avail > 20:
+        assert big_lines["memory"].status == "WARN" and "hours" in big_lines["memory"].detail
+    small_lines = {c.name: c for c in checks.check_hardware(cfg, small)}
     assert small_lines["memory"].status == "OK"
 
 
@@ -160,3 +170,16 @@ def test_unknown_backend_and_replay(capsys, tmp_path, config_data):
     (tmp_path / "answers.jsonl").write_text("", encoding="utf-8")
     code, out, _ = _run(capsys, "--config", str(tmp_path / "r.json"))
     assert code == 0 and _lines(out, "OK", "backend") and not _lines(out, "OK", "torch")
+
+
+def test_8bit_on_a_moe_model_fails_with_the_fix():
+    from jarvis_bench import config
+
+    cfg = config.load(config.default_config_path())
+    params = checks.sizing.count_params(checks.sizing.KNOWN_CONFIGS["Qwen/Qwen3-30B-A3B"])
+    src = checks.ModelSource("hub", "x", params=params)
+    cfg.model.quantization = "8bit"
+    lines = {c.name: c for c in checks.check_hardware(cfg, src)}
+    assert lines["moe"].status == "FAIL" and "experts" in lines["moe"].detail and '"4bit"' in lines["moe"].fix
+    cfg.model.quantization = "4bit"
+    assert "moe" not in {c.name for c in checks.check_hardware(cfg, src)}

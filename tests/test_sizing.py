@@ -8,11 +8,7 @@ import pytest
 
 from jarvis_bench import sizing
 
-QWEN3_30B_A3B = dict(  # the published config.json of Qwen/Qwen3-30B-A3B (structure fields)
-    model_type="qwen3_moe", hidden_size=2048, num_hidden_layers=48, num_attention_heads=32, num_key_value_heads=4,
-    head_dim=128, intermediate_size=6144, moe_intermediate_size=768, num_experts=128, num_experts_per_tok=8,
-    vocab_size=151936, tie_word_embeddings=False, decoder_sparse_step=1, mlp_only_layers=[],
-)
+QWEN3_30B_A3B = sizing.KNOWN_CONFIGS["Qwen/Qwen3-30B-A3B"]  # the published config.json (structure fields)
 TINY = {
     "llama": dict(hidden_size=96, intermediate_size=160, num_hidden_layers=3, num_attention_heads=6,
                   num_key_value_heads=2, vocab_size=500, tie_word_embeddings=True),
@@ -104,12 +100,17 @@ def test_estimates_order_and_the_moe_trap():
     assert q4.weights_gib < q8.weights_gib < bf16.weights_gib
     assert bf16.weights_gib == pytest.approx(8e9 * 2 / sizing.GIB)
     assert q4.weights_gib == pytest.approx(8e9 * 0.516 / sizing.GIB, rel=0.01)
-    # Qwen3-30B-A3B in "4-bit": the experts stay bf16, so it does NOT fit a 24 GB card this way.
-    moe = sizing.estimate(sizing.count_params(QWEN3_30B_A3B), quantization="4bit", dtype="bfloat16",
-                          config=QWEN3_30B_A3B, batch=30)
-    assert moe.unquantized_gib > 50 and moe.minimum_gib > 24
+    # Qwen3-30B-A3B in 4-bit, experts included (moe_quant): 15.55 GiB of weights, fits a 24 GB card with
+    # 30 prompts at once; only embeddings, LM head, norms and routers stay bf16.
+    p = sizing.count_params(QWEN3_30B_A3B)
+    moe = sizing.estimate(p, quantization="4bit", dtype="bfloat16", config=QWEN3_30B_A3B, batch=30)
+    assert moe.weights_gib == pytest.approx(15.55, abs=0.01)
+    assert moe.unquantized_gib < 1.2 and 16 < moe.minimum_gib < moe.comfortable_gib < 20
     assert moe.kv_gib_batch1 == pytest.approx(2 * 48 * 4 * 128 * 2 * sizing.CONTEXT_TOKENS / sizing.GIB)
-    assert moe.comfortable_gib > moe.minimum_gib
+    assert p.experts == 48 * 128 * 3 * 2048 * 768
+    # 8-bit: bitsandbytes' int8 converts nn.Linear only, the experts stay bf16 (the backend refuses it)
+    q8 = sizing.estimate(p, quantization="8bit", dtype="bfloat16", config=QWEN3_30B_A3B)
+    assert q8.unquantized_gib > 50 and q8.minimum_gib > 24
 
 
 def test_demo_adapter_fits_the_demo_base_only(demo_base):

@@ -7,7 +7,9 @@
   batch, KV cache written in place), token for token what `generate` gives one prompt at a time.
 - CUDA: bf16, device_map, optional 4-bit NF4 (+ double quant) or 8-bit through bitsandbytes (imported
   only then); the batch halves and retries on out-of-memory. CPU: float32, SDPA without the K/V copy of
-  grouped-query attention (`decode.use_gqa_sdpa`).
+  grouped-query attention (`decode.use_gqa_sdpa`); 4-bit works there too (for tests and small models).
+- MoE models (Qwen3-30B-A3B): in 4-bit the fused experts are quantized while loading and run by our
+  experts forward, and an adapter's expert LoRA is applied there (`moe_quant`); the rest is as above.
 - Qwen3: `enable_thinking` reaches the chat template; any <think>…</think> left is stripped and counted.
 """
 
@@ -25,7 +27,7 @@ from ..adapters import Variant
 from ..chat import render as render_chat
 from ..chat import tools as tool_schemas
 from ..config import Config
-from ..errors import AdapterError, BackendUnavailable, ModelLoadError
+from ..errors import AdapterError, BackendUnavailable, ConfigError, ModelLoadError
 from ..fsutil import sha256_json
 from ..text import strip_thinking
 from . import decode
@@ -99,9 +101,11 @@ class TransformersBackend:
             raise BackendUnavailable("--device cuda was asked but torch sees no CUDA GPU; use --device cpu or auto")
         self.device = want
         self.dtype_name = self._dtype_name()
-        self.quantization = cfg.model.quantization if self.device == "cuda" else "none"
-        if self.device == "cpu" and cfg.model.quantization != "none":
-            log.info("Quantization %s needs CUDA; loading %s on CPU instead.", cfg.model.quantization, self.dtype_name)
+        # 4-bit works on the CPU too (bitsandbytes >= 0.45: for testing and small models); 8-bit needs CUDA.
+        q = cfg.model.quantization
+        self.quantization = q if self.device == "cuda" or q == "4bit" else "none"
+        if self.quantization != q:
+            log.info("Quantization %s needs CUDA; loading %s on CPU instead.", q, self.dtype_name)
         base = cfg.model.base
         local = cfg.resolve(base)
         self.base_path: str = str(local) if local.is_dir() else base
@@ -114,6 +118,8 @@ class TransformersBackend:
         self._info: dict[str, Any] = {"device": self.device, "dtype": self.dtype_name, "quantization": self.quantization}
         self._token_ids: dict[str, list[int]] = {}
         self._rendered: dict[tuple[str, ...], str] = {}
+        self._peft_adapters: set[str] = set()  # adapters peft holds (an experts-only LoRA has no peft part)
+        self._expert_lora = False  # some adapter carries MoE expert LoRA (applied by moe_quant)
 
     # ------------------------------------------------------------------ setup
 
@@ -208,31 +214,71 @@ class TransformersBackend:
             )
         return self._rendered[key]
 
+    @functools.cached_property
+    def is_moe(self) -> bool:
+        from .moe_quant import is_moe_config
+
+        return is_moe_config(self.model_config)
+
     def _load_kwargs(self) -> dict[str, Any]:
         import torch
 
         kw: dict[str, Any] = {**self._common_kwargs(), "dtype": getattr(torch, self.dtype_name)}
         if self.device == "cuda":
             kw["device_map"] = self.cfg.model.device_map
-            if self.quantization != "none":
-                try:
-                    import bitsandbytes  # noqa: F401
-                    from transformers import BitsAndBytesConfig
-                except ImportError:
-                    raise BackendUnavailable(
-                        f"quantization {self.quantization} needs bitsandbytes; install it (`uv sync`) "
-                        'or set model.quantization to "none"'
-                    ) from None
-                if self.quantization == "4bit":
-                    kw["quantization_config"] = BitsAndBytesConfig(
-                        load_in_4bit=True,
-                        bnb_4bit_quant_type="nf4",
-                        bnb_4bit_use_double_quant=self.cfg.model.double_quant,
-                        bnb_4bit_compute_dtype=getattr(torch, self.dtype_name),
-                    )
-                else:
-                    kw["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        if self.quantization != "none":
+            try:
+                import bitsandbytes  # noqa: F401
+                from transformers import BitsAndBytesConfig
+            except ImportError:
+                raise BackendUnavailable(
+                    f"quantization {self.quantization} needs bitsandbytes; install it (`uv sync`) "
+                    'or set model.quantization to "none"'
+                ) from None
+            if self.device == "cpu":
+                kw["device_map"] = {"": "cpu"}
+            compute = getattr(torch, self.dtype_name)
+            if self.quantization == "4bit" and self.is_moe:
+                from . import moe_quant
+
+                kw["quantization_config"] = moe_quant.quantization_config(
+                    double_quant=self.cfg.model.double_quant, compute_dtype=compute)
+            elif self.quantization == "4bit":
+                kw["quantization_config"] = BitsAndBytesConfig(
+                    load_in_4bit=True,
+                    bnb_4bit_quant_type="nf4",
+                    bnb_4bit_use_double_quant=self.cfg.model.double_quant,
+                    bnb_4bit_compute_dtype=compute,
+                )
+            elif self.is_moe:
+                raise ConfigError(
+                    'model.quantization "8bit" on a MoE model: bitsandbytes\' int8 only converts nn.Linear layers, '
+                    "so the fused experts (nearly all of the weights) would stay in "
+                    f'{self.dtype_name}; set model.quantization to "4bit", which quantizes the experts too'
+                )
+            else:
+                kw["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        if self.is_moe and (self.quantization == "4bit" or self._adapters_with_experts()):
+            from . import moe_quant
+
+            moe_quant.register()
+            kw["experts_implementation"] = moe_quant.IMPLEMENTATION
         return kw
+
+    def _adapters_with_experts(self) -> bool:
+        """Whether any adapter trains MoE expert weights (read from the safetensors header, no weights)."""
+        from .. import sizing
+        from .moe_quant import is_expert_key
+
+        for v in self.variants:
+            f = v.path / "adapter_model.safetensors" if v.path else None
+            if f is not None and f.is_file():
+                try:
+                    if any(is_expert_key(k) for k in sizing.safetensors_shapes(f)):
+                        return True
+                except (OSError, ValueError):
+                    continue
+        return False
 
     def _memory_guard(self) -> None:
         """Refuse a CPU load that cannot fit in RAM (the OS would swap or kill us); warn on a tight GPU."""
@@ -285,20 +331,25 @@ class TransformersBackend:
                 ) from None
             raise
         if self.device == "cpu":
-            model = model.to("cpu")
+            if self.quantization == "none":
+                model = model.to("cpu")
             if decode.use_gqa_sdpa(model):
                 self._info["attention"] = decode.GQA_SDPA
         self._info["base_load_s"] = round(time.perf_counter() - t0, 3)
+        if self.is_moe:
+            from . import moe_quant
+
+            sizes = moe_quant.weight_bytes(model)
+            self._info["weight_bytes"] = sizes
+            self._info["experts"] = "4bit" if sizes["experts_4bit"] else self.dtype_name
+            log.info("Weights in memory: %s", ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in sizes.items()))
         adapters = [v for v in self.variants if not v.is_base]
         t1 = time.perf_counter()
-        for i, v in enumerate(adapters):
+        for v in adapters:
             try:
-                if i == 0:
-                    from peft import PeftModel
-
-                    model = PeftModel.from_pretrained(model, str(v.path), adapter_name=v.name)
-                else:
-                    model.load_adapter(str(v.path), adapter_name=v.name)
+                model = self._attach_moe_adapter(model, v) if self.is_moe else self._attach_peft(model, v.name, v.path)
+            except AdapterError:
+                raise
             except Exception as exc:  # peft/safetensors/torch raise many types for a bad adapter file
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 if "size mismatch" in str(exc) or "shape" in str(exc).lower():
@@ -310,6 +361,36 @@ class TransformersBackend:
         model.eval()
         self._info["adapters_load_s"] = round(time.perf_counter() - t1, 3)
         self.model = model
+
+    def _attach_peft(self, model: Any, name: str, path: Path | None) -> Any:
+        from peft import PeftModel
+
+        if isinstance(model, PeftModel):
+            model.load_adapter(str(path), adapter_name=name)
+        else:
+            model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
+        self._peft_adapters.add(name)
+        return model
+
+    def _attach_moe_adapter(self, model: Any, v: Variant) -> Any:
+        """A LoRA on a MoE model: its expert part goes to our experts (any layout, dropout ignored), the
+        rest (attention, dense layers) through peft. An expert weight with no experts to go to is an error."""
+        import tempfile
+
+        from . import moe_quant
+
+        assert v.path is not None
+        cfg, state = moe_quant.read_adapter(v.path)
+        experts, rest = moe_quant.split_state_dict(state)
+        if experts:
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            moe_quant.attach(base, v.name, moe_quant.expert_lora(cfg, experts, base, str(v.path)))
+            self._expert_lora = True
+        if rest:
+            with tempfile.TemporaryDirectory(prefix="jarvis-adapter-") as tmp:
+                folder = moe_quant.without_experts(cfg, rest, Path(tmp) / v.name)
+                model = self._attach_peft(model, v.name, folder)
+        return model
 
     def _eos_ids(self) -> set[int]:
         """Every id that ends an answer: the model's generation_config, the tokenizer's, and <|im_end|>."""
@@ -348,9 +429,15 @@ class TransformersBackend:
 
     @contextlib.contextmanager
     def _select(self, variant: Variant) -> Iterator[None]:
+        """The variant's weights: its adapter through peft (set_adapter) and, on a MoE model, its expert
+        LoRA in our experts; the base through peft's disable_adapter and no expert LoRA."""
         from peft import PeftModel
 
-        if variant.is_base:
+        if self._expert_lora:
+            from . import moe_quant
+
+            moe_quant.select(self.model, None if variant.is_base else variant.name)
+        if variant.is_base or variant.name not in self._peft_adapters:
             if isinstance(self.model, PeftModel):
                 with self.model.disable_adapter():
                     yield
