@@ -235,6 +235,41 @@ def test_experts_are_stored_in_4bit_while_loading(loaded, caplog):
     assert backend.info()["experts"] == "4bit"
 
 
+def test_experts_are_quantized_one_stack_at_a_time_while_the_checkpoint_streams(tiny_moe, tmp_path, monkeypatch,
+                                                                                 caplog):
+    """Each fused stack is quantized as soon as transformers has merged it: whenever a stack arrives, the
+    model holds no other expert stack in full precision (earlier ones are packed, later ones not loaded)."""
+    import logging
+
+    import torch
+    from transformers.modeling_utils import PreTrainedModel
+
+    from jarvis_bench.backends import moe_quant
+
+    state: dict = {"model": None, "calls": []}
+    real_load, real_quantize = PreTrainedModel._load_pretrained_model, moe_quant.quantize_stack
+
+    def load(model, *a, **kw):  # transformers builds the model on meta, then streams the weights into it
+        state["model"] = model
+        return real_load(model, *a, **kw)
+
+    def quantize(stack, **kw):
+        params = [getattr(m, p) for _, m in moe_quant.experts_modules(state["model"]) for p in moe_quant.EXPERT_PARAMS]
+        packed = sum(t.dtype == torch.uint8 for t in params)
+        full = sum(t.device.type != "meta" and t.is_floating_point() for t in params)
+        state["calls"].append((tuple(stack.shape), packed, full))
+        return real_quantize(stack, **kw)
+
+    monkeypatch.setattr(PreTrainedModel, "_load_pretrained_model", staticmethod(load))
+    monkeypatch.setattr(moe_quant, "quantize_stack", quantize)
+    with caplog.at_level(logging.INFO, logger="jarvis_bench"):
+        _backend(tmp_path, tiny_moe, [], "4bit")
+    calls = state["calls"]
+    assert sorted(shape for shape, _, _ in calls) == sorted([(E, 2 * I, H), (E, H, I)] * 2)
+    assert [packed for _, packed, _ in calls] == [0, 1, 2, 3] and all(full == 0 for _, _, full in calls)
+    assert "Weights in memory: experts_4bit" in caplog.text
+
+
 def test_quantized_experts_equal_bitsandbytes_on_each_expert(tiny_moe, loaded):
     """The packed bytes are what bitsandbytes' quantize_4bit gives each expert of the checkpoint."""
     import bitsandbytes.functional as bnbf
@@ -378,3 +413,36 @@ def test_cuda_4bit_moe_with_adapters_equals_the_reference(tiny_moe, moe_adapters
     for kind in ("t4", "t5", "attn"):
         theirs = _logits(_with_peft(ref, moe_adapters[kind], tmp_path))
         assert (_logits(backend.model, backend, variants[kind]) - theirs).abs().max().item() < 1e-3
+
+
+def test_adapter_with_string_targets_and_router_lora(tiny_moe, tmp_path):
+    """A transformers-4 adapter saved with target_modules "all-linear" (a string) and LoRA on the router
+    (`mlp.gate`), dropout 0.05: peft gets an explicit list without the expert names and dropout 0."""
+    import torch
+
+    g = torch.Generator().manual_seed(7)
+    extra = {}
+    for layer in range(2):
+        extra[f"base_model.model.model.layers.{layer}.mlp.gate.lora_A.weight"] = torch.randn(R, H, generator=g) * 0.1
+        extra[f"base_model.model.model.layers.{layer}.mlp.gate.lora_B.weight"] = torch.randn(E, R, generator=g) * 0.1
+    adapter = _write_t4_adapter(tmp_path / "alllinear" / "final", tiny_moe, 6, extra_keys=extra)
+    cfg = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    (adapter / "adapter_config.json").write_text(json.dumps({**cfg, "target_modules": "all-linear"}), encoding="utf-8")
+    backend, variants = _backend(tmp_path, tiny_moe, [adapter], "4bit")
+    _exact(backend.model)
+    ref = _dequantized_reference(backend.model, tiny_moe, "cpu")
+    mine = _logits(backend.model, backend, variants["alllinear"])
+    assert (mine - _logits(_with_peft(ref, adapter, tmp_path))).abs().max().item() < 1e-4
+    assert (mine - _logits(backend.model, backend, variants["base"])).abs().max().item() > 1e-2
+
+
+def test_lora_on_a_dense_mlp_of_a_moe_model_is_refused_not_dropped(tiny_moe, tmp_path):
+    import torch
+
+    from jarvis_bench.errors import AdapterError
+
+    extra = {"base_model.model.model.layers.0.mlp.shared_expert.gate_proj.lora_A.weight": torch.zeros(R, H),
+             "base_model.model.model.layers.0.mlp.shared_expert.gate_proj.lora_B.weight": torch.zeros(I, R)}
+    adapter = _write_t4_adapter(tmp_path / "dense" / "final", tiny_moe, 8, extra_keys=extra)
+    with pytest.raises(AdapterError, match="dense MLP layers of a MoE model"):
+        _backend(tmp_path, tiny_moe, [adapter], "4bit")

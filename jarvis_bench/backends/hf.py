@@ -226,7 +226,11 @@ class TransformersBackend:
         kw: dict[str, Any] = {**self._common_kwargs(), "dtype": getattr(torch, self.dtype_name)}
         if self.device == "cuda":
             kw["device_map"] = self.cfg.model.device_map
-        if self.quantization != "none":
+        if self.quantization != "none" and getattr(self.model_config, "quantization_config", None):
+            log.info("%s is already quantized (%s): its own quantization is used.", self.cfg.model.base,
+                     self.model_config.quantization_config.get("quant_method", "?")
+                     if isinstance(self.model_config.quantization_config, dict) else "?")
+        elif self.quantization != "none":
             try:
                 import bitsandbytes  # noqa: F401
                 from transformers import BitsAndBytesConfig
@@ -289,6 +293,7 @@ class TransformersBackend:
         except (KeyError, TypeError, ValueError):
             return
         est = sizing.estimate(params, quantization=self.quantization, dtype=self.dtype_name,
+                              double_quant=self.cfg.model.double_quant, config=self.model_config.to_dict(),
                               cuda=self.device == "cuda")
         size = f"{self.cfg.model.base_name or self.cfg.model.base} ({params.total / 1e9:.2f} B parameters)"
         if self.device == "cpu":
@@ -319,12 +324,18 @@ class TransformersBackend:
         torch.manual_seed(self.cfg.generation.seed)
         if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        kwargs = self._load_kwargs()
+        load_errors: list[str] = []  # what our MoE quantize op hit (transformers reports it generically)
+        if self.is_moe:
+            from .moe_quant import LOAD_ERRORS as load_errors
+
+            load_errors.clear()
         try:
-            model = AutoModelForCausalLM.from_pretrained(self.base_path, **self._load_kwargs())
+            model = AutoModelForCausalLM.from_pretrained(self.base_path, **kwargs)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load the base model {self.cfg.model.base!r}: {str(exc).splitlines()[0]}") from None
         except Exception as exc:
-            if _is_oom(exc):
+            if _is_oom(exc) or any("out of memory" in e for e in load_errors):
                 raise ModelLoadError(
                     f"out of GPU memory while loading {self.cfg.model.base}; use model.quantization \"4bit\", "
                     "close other GPU programs, or a smaller model"
@@ -388,7 +399,7 @@ class TransformersBackend:
             self._expert_lora = True
         if rest:
             with tempfile.TemporaryDirectory(prefix="jarvis-adapter-") as tmp:
-                folder = moe_quant.without_experts(cfg, rest, Path(tmp) / v.name)
+                folder = moe_quant.without_experts(cfg, rest, Path(tmp) / v.name, str(v.path))
                 model = self._attach_peft(model, v.name, folder)
         return model
 

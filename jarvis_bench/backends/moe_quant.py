@@ -39,6 +39,7 @@ from ..errors import AdapterError, ModelLoadError
 log = logging.getLogger(__name__)
 
 QUANT_METHOD = "jarvis_bnb_4bit_moe"
+LOAD_ERRORS: list[str] = []  # what went wrong inside our quantize op during the last load
 IMPLEMENTATION = "jarvis_experts"
 EXPERT_PARAMS = ("gate_up_proj", "down_proj")
 BLOCKSIZE = 64  # bitsandbytes' Linear4bit default
@@ -185,14 +186,14 @@ def experts_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: t
         top_k_pos, token_idx = torch.where(mask[e])
         x = hidden_states[token_idx]
         gate_up = nn.functional.linear(x, expert_weight(self, "gate_up_proj", e))
-        if lora is not None and "gate_up_proj" in lora:
+        if lora is not None and "gate_up_proj" in lora:  # in float32, as peft computes LoRA, then cast
             a, b = lora["gate_up_proj"]
-            gate_up = gate_up + (x @ a[e].T.to(x.dtype)) @ b[e].T.to(x.dtype)
+            gate_up = gate_up + ((x.float() @ a[e].T) @ b[e].T).to(gate_up.dtype)
         h = self._apply_gate(gate_up)
         out = nn.functional.linear(h, expert_weight(self, "down_proj", e))
         if lora is not None and "down_proj" in lora:
             a, b = lora["down_proj"]
-            out = out + (h @ a[e].T.to(h.dtype)) @ b[e].T.to(h.dtype)
+            out = out + ((h.float() @ a[e].T) @ b[e].T).to(out.dtype)
         out = out * top_k_weights[token_idx, top_k_pos, None]
         final.index_add_(0, token_idx, out.to(final.dtype))
     return final
@@ -209,7 +210,7 @@ def register() -> None:
     from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
     from transformers.quantizers import register_quantization_config, register_quantizer
     from transformers.quantizers.quantizer_bnb_4bit import Bnb4BitHfQuantizer
-    from transformers.quantizers.quantizers_utils import get_module_from_name
+    from transformers.quantizers.quantizers_utils import get_module_from_name, should_convert_module
 
     ALL_EXPERTS_FUNCTIONS.register(IMPLEMENTATION, experts_forward)
 
@@ -235,8 +236,13 @@ def register() -> None:
                 module, pname = get_module_from_name(model, name)
                 if is_experts(module) and pname in EXPERT_PARAMS:
                     cfg = self.hf_quantizer.quantization_config
-                    q = quantize_stack(value, double_quant=cfg.bnb_4bit_use_double_quant,
-                                       dtype=cfg.bnb_4bit_compute_dtype or value.dtype)
+                    try:
+                        q = quantize_stack(value, double_quant=cfg.bnb_4bit_use_double_quant,
+                                           dtype=cfg.bnb_4bit_compute_dtype or value.dtype)
+                    except torch.OutOfMemoryError:
+                        # transformers logs conversion errors and fails later with a generic message
+                        LOAD_ERRORS.append(f"out of memory quantizing {name}")
+                        raise
                     out[name] = nn.Parameter(store(module, pname, q), requires_grad=False)
                     del value
                 else:
@@ -252,9 +258,16 @@ def register() -> None:
         def param_needs_quantization(self, model: nn.Module, param_name: str, **kwargs: Any) -> bool:
             module, name = get_module_from_name(model, param_name)
             if is_experts(module) and name in EXPERT_PARAMS:
-                return not any(param_name.startswith(m + ".") or m in param_name.split(".")
-                               for m in self.modules_to_not_convert or [])
+                return should_convert_module(param_name.rpartition(".")[0], self.modules_to_not_convert)
             return super().param_needs_quantization(model, param_name, **kwargs)
+
+        def param_element_size(self, model: nn.Module, param_name: str, param: torch.Tensor) -> float:
+            """What a weight will take once quantized (for device_map="auto"): 4 bits plus the block scales."""
+            if self.param_needs_quantization(model, param_name):
+                from ..sizing import bytes_per_param
+
+                return bytes_per_param("4bit", "bfloat16", self.quantization_config.bnb_4bit_use_double_quant)
+            return super().param_element_size(model, param_name, param)
 
         def _process_model_before_weight_loading(self, model: nn.Module, device_map: Any, **kwargs: Any) -> None:
             super()._process_model_before_weight_loading(model, device_map, **kwargs)
@@ -431,14 +444,13 @@ def _from_fused(cfg: dict[str, Any], a: torch.Tensor, b: torch.Tensor, E: int, H
 
 
 def attach(model: nn.Module, adapter: str, lora: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]]) -> None:
-    """Give each experts module its share of `adapter`'s expert LoRA (on the module's device and dtype)."""
+    """Give each experts module its share of `adapter`'s expert LoRA (float32, on the module's device)."""
     modules = dict(experts_modules(_unwrap(model)))
     for name, parts in lora.items():
         module = modules[name]
-        ref = module.down_proj
-        dtype = torch.float32 if ref.dtype == torch.uint8 else ref.dtype
+        device = module.down_proj.device
         store_ = dict(getattr(module, "_jarvis_lora", {}))
-        store_[adapter] = {k: (a.to(ref.device, dtype), b.to(ref.device, dtype)) for k, (a, b) in parts.items()}
+        store_[adapter] = {k: (a.to(device, torch.float32), b.to(device, torch.float32)) for k, (a, b) in parts.items()}
         module._jarvis_lora = store_
 
 
@@ -467,18 +479,32 @@ def read_adapter(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return cfg, torch.load(path / "adapter_model.bin", map_location="cpu", weights_only=True)
 
 
-def without_experts(cfg: dict[str, Any], rest: dict[str, torch.Tensor], folder: Path) -> Path | None:
-    """Write the adapter minus its expert part to `folder` for peft (None when nothing is left):
-    target_parameters dropped, target names that only named experts dropped."""
+_PEFT_REMAPPED = ("gate_proj", "up_proj", "down_proj", "w1", "w2", "w3")
+
+
+def without_experts(cfg: dict[str, Any], rest: dict[str, torch.Tensor], folder: Path, source: str) -> Path | None:
+    """Write the adapter minus its expert part to `folder` for peft (None when nothing is left).
+
+    peft 0.21 rewrites the targets of adapters for MoE models trained with transformers 4: any target named
+    like an expert projection (`gate_proj`, `up_proj`, `down_proj`, Mixtral's `w1/w2/w3`), even as a regex or
+    "all-linear", becomes a `target_parameters` entry on the fused experts — which here are ours, in 4-bit.
+    So peft gets an explicit list of the leaf names its weights use, `target_parameters` dropped, and
+    dropout 0 (it does nothing at inference; peft's ParamWrapper, used for the router `gate`, refuses any
+    other value). LoRA on a dense MLP of a MoE model carries those remapped names: refused, not dropped."""
     if not rest:
         return None
     from safetensors.torch import save_file
 
-    names = {k.split(".lora_")[0].rsplit(".", 1)[-1] for k in rest}
-    targets = cfg.get("target_modules")
-    if isinstance(targets, list):
-        targets = [t for t in targets if t in names] or sorted(names)
-    new = {**cfg, "target_modules": targets, "target_parameters": None}
+    names = sorted({k.split(".lora_")[0].rsplit(".", 1)[-1] for k in rest})
+    dense = sorted({k.split(".lora_")[0].removeprefix("base_model.model.") for k in rest
+                    if k.split(".lora_")[0].rsplit(".", 1)[-1] in _PEFT_REMAPPED})
+    if dense:
+        raise AdapterError(
+            f"adapter {source}: LoRA on dense MLP layers of a MoE model ({dense[0]}"
+            f"{f' and {len(dense) - 1} more' if len(dense) > 1 else ''}) is not supported yet: peft 0.21 would "
+            "move these targets onto the fused experts; benchmark it with model.backend \"openai\" behind a server "
+            "that merged the adapter, or retrain without those modules")
+    new = {**cfg, "target_modules": names, "target_parameters": None, "lora_dropout": 0.0}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text(json.dumps(new), encoding="utf-8")
     save_file({k: v.contiguous() for k, v in rest.items()}, str(folder / "adapter_model.safetensors"))
