@@ -334,9 +334,20 @@ def test_bitsandbytes_cpu_kernel_within_tolerance(tiny_moe, tmp_path):
     assert (_logits(backend.model) - _logits(ref)).abs().max().item() < 2e-2
 
 
-def test_unquantized_moe_with_a_transformers4_adapter(tiny_moe, moe_adapters, tmp_path):
-    """Without quantization too, a transformers-4 adapter with dropout 0.05 loads (peft alone refuses it)."""
-    backend, variants = _backend(tmp_path, tiny_moe, [moe_adapters["t4"]], "none")
+@pytest.mark.parametrize("weights", ["safetensors", "bin"])
+def test_unquantized_moe_with_a_transformers4_adapter(tiny_moe, moe_adapters, tmp_path, weights):
+    """Without quantization too, a transformers-4 adapter with dropout 0.05 loads (peft alone refuses it),
+    saved as safetensors or as the seed's adapter_model.bin; its expert LoRA is applied."""
+    import torch
+    from safetensors.torch import load_file
+
+    adapter = moe_adapters["t4"]
+    if weights == "bin":
+        adapter = tmp_path / "t4" / "final"
+        adapter.mkdir(parents=True)
+        shutil.copy(moe_adapters["t4"] / "adapter_config.json", adapter)
+        torch.save(load_file(str(moe_adapters["t4"] / "adapter_model.safetensors")), adapter / "adapter_model.bin")
+    backend, variants = _backend(tmp_path, tiny_moe, [adapter], "none")
     ref = _dequantized_reference(backend.model, tiny_moe, "cpu")
     mine = _logits(backend.model, backend, variants["t4"])
     assert (mine - _logits(_with_peft(ref, moe_adapters["t4"], tmp_path))).abs().max().item() < 1e-4

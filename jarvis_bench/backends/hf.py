@@ -262,27 +262,12 @@ class TransformersBackend:
                 )
             else:
                 kw["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-        if self.is_moe and (self.quantization == "4bit" or self._adapters_with_experts()):
+        if self.is_moe and self.quantization == "4bit":
             from . import moe_quant
 
             moe_quant.register()
             kw["experts_implementation"] = moe_quant.IMPLEMENTATION
         return kw
-
-    def _adapters_with_experts(self) -> bool:
-        """Whether any adapter trains MoE expert weights (read from the safetensors header, no weights)."""
-        from .. import sizing
-        from .moe_quant import is_expert_key
-
-        for v in self.variants:
-            f = v.path / "adapter_model.safetensors" if v.path else None
-            if f is not None and f.is_file():
-                try:
-                    if any(is_expert_key(k) for k in sizing.safetensors_shapes(f)):
-                        return True
-                except (OSError, ValueError):
-                    continue
-        return False
 
     def _memory_guard(self) -> None:
         """Refuse a CPU load that cannot fit in RAM (the OS would swap or kill us); warn on a tight GPU."""
@@ -396,6 +381,7 @@ class TransformersBackend:
         if experts:
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             moe_quant.attach(base, v.name, moe_quant.expert_lora(cfg, experts, base, str(v.path)))
+            moe_quant.use_experts_forward(base)  # unquantized experts too: only our forward applies expert LoRA
             self._expert_lora = True
         if rest:
             with tempfile.TemporaryDirectory(prefix="jarvis-adapter-") as tmp:

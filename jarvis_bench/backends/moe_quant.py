@@ -454,6 +454,17 @@ def attach(model: nn.Module, adapter: str, lora: dict[str, dict[str, tuple[torch
         module._jarvis_lora = store_
 
 
+def use_experts_forward(model: nn.Module) -> None:
+    """Run the model's experts with `experts_forward` (the one place expert LoRA is applied); a 4-bit model
+    already does, an unquantized one is switched from transformers' default."""
+    register()
+    if model.config._experts_implementation != IMPLEMENTATION:
+        model.set_experts_implementation(IMPLEMENTATION)
+    if model.config._experts_implementation != IMPLEMENTATION:
+        raise AdapterError(f"{type(model).__name__} cannot switch its experts implementation, so its expert LoRA "
+                           "could not be applied; use an adapter without expert weights")
+
+
 def select(model: nn.Module, adapter: str | None) -> None:
     """The adapter whose expert LoRA the experts add from now on (None: the base)."""
     for _, module in experts_modules(_unwrap(model)):
