@@ -75,7 +75,8 @@ def why(m: dict[str, Any], lang: str = "fr") -> str:
     if m.get("tool_credit") == "mention":
         parts[0] += " (mention)"
     if m.get("args_score") is not None:
-        extra = f" (+{w['extra']} : {', '.join(m['extra_args'])})" if m.get("extra_args") else ""
+        colon = " :" if lang == "fr" else ":"
+        extra = f" (+{w['extra']}{colon} {', '.join(m['extra_args'])})" if m.get("extra_args") else ""
         parts.append(f"{w['args']} {m['args_score']:.2f}{extra}")
     if m.get("keyword_total"):
         found = f" ({', '.join(m['keywords_found'])})" if m.get("keywords_found") else ""

@@ -108,3 +108,19 @@ def test_results_of_an_older_scorer_are_flagged_and_rescored(demo_run, tmp_path,
     assert m["tool_correct"] is False and m["tools_found"] == [] and m["tool_mentioned"] is True
     assert "scorer version" not in capsys.readouterr().err
     assert f"v{SCORER_VERSION}" in (tmp_path / "benchmark_report.txt").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("lang, expected", [
+    ("fr", "appel timer_tool (mal formé) ✗ · arguments 0.00 (+en plus : label) · mots-clés 1/2 (minuteur) · "
+           "correction 0.50 (CER 0.20)"),
+    ("en", "call timer_tool (malformed) ✗ · arguments 0.00 (+extra: label) · keywords 1/2 (minuteur) · "
+           "correction 0.50 (CER 0.20)"),
+])
+def test_why_line_names_the_call_judged_and_each_part(lang, expected):
+    from jarvis_bench.report import why
+
+    m = {"tool_correct": False, "first_call": "timer_tool (malformed)", "args_score": 0.0, "extra_args": ["label"],
+         "keyword_total": 2, "keyword_hits": 1, "keywords_found": ["minuteur"], "correction_score": 0.5, "cer": 0.2}
+    assert why(m, lang) == expected
+    assert why({"tool_correct": True, "first_call": None, "tool_credit": None}, lang).endswith("✓")
+    assert "(mention)" in why({"tool_correct": True, "first_call": None, "tool_credit": "mention"}, lang)
