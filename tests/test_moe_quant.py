@@ -447,13 +447,68 @@ def test_adapter_with_string_targets_and_router_lora(tiny_moe, tmp_path):
     assert (mine - _logits(backend.model, backend, variants["base"])).abs().max().item() > 1e-2
 
 
-def test_lora_on_a_dense_mlp_of_a_moe_model_is_refused_not_dropped(tiny_moe, tmp_path):
+def _merged_reference(ref, adapter: Path):
+    """`ref` with every LoRA of a transformers-4 style adapter merged into its weights by hand (W + s·B·A):
+    the reference where peft cannot serve (it moves dense MLP targets of MoE models onto the experts)."""
     import torch
+    from safetensors.torch import load_file
 
-    from jarvis_bench.errors import AdapterError
+    model = copy_module.deepcopy(ref)
+    cfg = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    scale = cfg["lora_alpha"] / cfg["r"]
+    lora = load_file(str(adapter / "adapter_model.safetensors"))
+    with torch.no_grad():
+        for key, a in lora.items():
+            if ".lora_A." not in key:
+                continue
+            delta = scale * lora[key.replace("lora_A", "lora_B")] @ a
+            mod = key.removeprefix("base_model.model.").split(".lora_")[0]
+            if ".experts." in mod:
+                experts, _, rest = mod.partition(".experts.")
+                e, proj = rest.split(".")
+                m = model.get_submodule(experts + ".experts")
+                rows = {"gate_proj": slice(0, I), "up_proj": slice(I, 2 * I)}
+                if proj == "down_proj":
+                    m.down_proj[int(e)] += delta
+                else:
+                    m.gate_up_proj[int(e)][rows[proj]] += delta
+            else:
+                model.get_submodule(mod).weight += delta
+    return model
 
-    extra = {"base_model.model.model.layers.0.mlp.shared_expert.gate_proj.lora_A.weight": torch.zeros(R, H),
-             "base_model.model.model.layers.0.mlp.shared_expert.gate_proj.lora_B.weight": torch.zeros(I, R)}
-    adapter = _write_t4_adapter(tmp_path / "dense" / "final", tiny_moe, 8, extra_keys=extra)
-    with pytest.raises(AdapterError, match="dense MLP layers of a MoE model"):
-        _backend(tmp_path, tiny_moe, [adapter], "4bit")
+
+def test_lora_on_the_dense_mlp_of_a_moe_model(demo_base, tmp_path):
+    """A MoE whose first layer is dense (`mlp_only_layers`): the dense gate/up/down LoRA is applied by our
+    hook (peft 0.21 would move those targets onto the experts), the expert and attention LoRA as usual."""
+    import torch
+    from transformers import AutoTokenizer, Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(demo_base)
+    torch.manual_seed(1)
+    cfg = Qwen3MoeConfig(vocab_size=len(tok), hidden_size=H, intermediate_size=I, moe_intermediate_size=I,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                         num_experts=E, num_experts_per_tok=2, mlp_only_layers=[0], tie_word_embeddings=True,
+                         pad_token_id=tok.pad_token_id)
+    base = tmp_path / "dense-first"
+    Qwen3MoeForCausalLM(cfg).save_pretrained(base)
+    tok.save_pretrained(base)
+    g = torch.Generator().manual_seed(9)
+    dense = {}
+    for proj, (fan_in, fan_out) in {"gate_proj": (H, I), "up_proj": (H, I), "down_proj": (I, H)}.items():
+        dense[f"base_model.model.model.layers.0.mlp.{proj}.lora_A.weight"] = torch.randn(R, fan_in, generator=g) * 0.1
+        dense[f"base_model.model.model.layers.0.mlp.{proj}.lora_B.weight"] = torch.randn(fan_out, R, generator=g) * 0.1
+    adapter = _write_t4_adapter(tmp_path / "mixed" / "final", base, 10, extra_keys=dense)
+    from safetensors.torch import load_file, save_file  # layer 0 has no experts: drop its expert LoRA
+    kept = {k: v for k, v in load_file(str(adapter / "adapter_model.safetensors")).items()
+            if not k.startswith("base_model.model.model.layers.0.mlp.experts.")}
+    save_file(kept, str(adapter / "adapter_model.safetensors"))
+    backend, variants = _backend(tmp_path, base, [adapter], "4bit")
+    _exact(backend.model)
+    ref = _dequantized_reference(backend.model, base, "cpu")
+    mine = _logits(backend.model, backend, variants["mixed"])
+    assert (mine - _logits(_merged_reference(ref, adapter))).abs().max().item() < 1e-4
+    assert (_logits(backend.model, backend, variants["base"]) - _logits(ref)).abs().max().item() < 1e-4
+    without_dense = tmp_path / "nodense" / "final"
+    shutil.copytree(adapter, without_dense)
+    save_file({k: v for k, v in kept.items() if k not in dense}, str(without_dense / "adapter_model.safetensors"))
+    assert (mine - _logits(_merged_reference(ref, without_dense))).abs().max().item() > 1e-3  # the dense LoRA counts

@@ -119,7 +119,7 @@ class TransformersBackend:
         self._token_ids: dict[str, list[int]] = {}
         self._rendered: dict[tuple[str, ...], str] = {}
         self._peft_adapters: set[str] = set()  # adapters peft holds (an experts-only LoRA has no peft part)
-        self._expert_lora = False  # some adapter carries MoE expert LoRA (applied by moe_quant)
+        self._own_lora = False  # some adapter carries LoRA that moe_quant applies (MoE experts, dense MLPs)
 
     # ------------------------------------------------------------------ setup
 
@@ -369,23 +369,27 @@ class TransformersBackend:
         return model
 
     def _attach_moe_adapter(self, model: Any, v: Variant) -> Any:
-        """A LoRA on a MoE model: its expert part goes to our experts (any layout, dropout ignored), the
-        rest (attention, dense layers) through peft. An expert weight with no experts to go to is an error."""
+        """A LoRA on a MoE model: its expert part goes to our experts (any layout, dropout ignored), its dense
+        MLP projections to our hooks (peft would move them onto the experts), the rest (attention, router)
+        through peft. A weight with no layer to go to is an error."""
         import tempfile
 
         from . import moe_quant
 
         assert v.path is not None
         cfg, state = moe_quant.read_adapter(v.path)
-        experts, rest = moe_quant.split_state_dict(state)
+        experts, dense, rest = moe_quant.split_state_dict(state)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
         if experts:
-            base = model.get_base_model() if hasattr(model, "get_base_model") else model
             moe_quant.attach(base, v.name, moe_quant.expert_lora(cfg, experts, base, str(v.path)))
             moe_quant.use_experts_forward(base)  # unquantized experts too: only our forward applies expert LoRA
-            self._expert_lora = True
+            self._own_lora = True
+        if dense:
+            moe_quant.attach_dense(base, v.name, moe_quant.dense_lora(cfg, dense, base, str(v.path)))
+            self._own_lora = True
         if rest:
             with tempfile.TemporaryDirectory(prefix="jarvis-adapter-") as tmp:
-                folder = moe_quant.without_experts(cfg, rest, Path(tmp) / v.name, str(v.path))
+                folder = moe_quant.without_experts(cfg, rest, Path(tmp) / v.name)
                 model = self._attach_peft(model, v.name, folder)
         return model
 
@@ -430,7 +434,7 @@ class TransformersBackend:
         LoRA in our experts; the base through peft's disable_adapter and no expert LoRA."""
         from peft import PeftModel
 
-        if self._expert_lora:
+        if self._own_lora:
             from . import moe_quant
 
             moe_quant.select(self.model, None if variant.is_base else variant.name)

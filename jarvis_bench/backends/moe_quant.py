@@ -13,11 +13,12 @@ with the libraries' own extension points — nothing is patched:
 - `experts_forward` (registered as the experts implementation `IMPLEMENTATION`) runs the routed experts
   only, dequantizing each routed expert's slice once per forward — never a whole stack per routed expert —
   and adds the active adapter's expert LoRA there.
-- `ExpertLora` reads the expert part of a LoRA adapter — transformers-4 per-expert layout
+- the expert LoRA functions read the expert part of a LoRA adapter — transformers-4 per-expert layout
   (`…mlp.experts.3.gate_proj.lora_A.weight`) or peft `target_parameters` layout
   (`…mlp.experts.lora_A.weight`) — and attaches it to the experts modules by adapter name; the rest of the
-  adapter (attention, dense layers) goes through peft as usual. Dropout is ignored: it does nothing at
-  inference. An expert weight that finds no experts module is an error, never a warning.
+  adapter goes through peft as usual, except LoRA on dense MLP projections, which peft would move onto
+  the experts: a forward hook adds it. Dropout is ignored: it does nothing at inference. An expert weight
+  that finds no experts module is an error, never a warning.
 """
 
 from __future__ import annotations
@@ -333,10 +334,24 @@ def _scaling(cfg: dict[str, Any], key: str, r: int) -> tuple[float, int]:
     return (alpha / rank ** 0.5 if cfg.get("use_rslora") else alpha / rank), rank
 
 
-def split_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(expert LoRA tensors, the rest)."""
+_PEFT_REMAPPED = ("gate_proj", "up_proj", "down_proj", "w1", "w2", "w3")
+
+
+def _module_of(key: str) -> str:
+    return key.split(".lora_")[0].removeprefix("base_model.model.")
+
+
+def split_state_dict(state: dict[str, torch.Tensor]
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(expert LoRA, LoRA on dense MLP projections, the rest for peft).
+
+    peft 0.21 rewrites the targets of adapters for MoE models trained with transformers 4: any target named
+    like an expert projection (`gate_proj`, `up_proj`, `down_proj`, Mixtral's `w1/w2/w3`) becomes a
+    `target_parameters` entry on the fused experts. So LoRA on dense MLP layers of a MoE model (layers in
+    `mlp_only_layers`, Qwen2-MoE's shared expert) cannot go through peft: we apply it ourselves too."""
     experts = {k: v for k, v in state.items() if is_expert_key(k)}
-    return experts, {k: v for k, v in state.items() if k not in experts}
+    dense = {k: v for k, v in state.items() if k not in experts and _module_of(k).rsplit(".", 1)[-1] in _PEFT_REMAPPED}
+    return experts, dense, {k: v for k, v in state.items() if k not in experts and k not in dense}
 
 
 def expert_lora(cfg: dict[str, Any], tensors: dict[str, torch.Tensor], model: nn.Module,
@@ -465,10 +480,54 @@ def use_experts_forward(model: nn.Module) -> None:
                            "could not be applied; use an adapter without expert weights")
 
 
+def dense_lora(cfg: dict[str, Any], tensors: dict[str, torch.Tensor], model: nn.Module, source: str
+               ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per linear layer: (A (r, in), B (out, r) scaled), for the dense MLP projections of a MoE model."""
+    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for mod in sorted({_module_of(k) for k in tensors}):
+        try:
+            layer = model.get_submodule(mod)
+        except AttributeError:
+            layer = None
+        if not isinstance(layer, nn.Linear):  # bitsandbytes' Linear4bit is an nn.Linear
+            raise AdapterError(f"adapter {source}: LoRA for {mod!r}, which is not a linear layer of this model; "
+                               "benchmark it with the base it was trained on")
+        pair = {ab: tensors.get(f"base_model.model.{mod}.lora_{ab}.weight", tensors.get(f"{mod}.lora_{ab}.weight"))
+                for ab in "AB"}
+        if pair["A"] is None or pair["B"] is None:
+            raise AdapterError(f"adapter {source}: lora_A or lora_B missing for {mod}")
+        scale, _ = _scaling(cfg, mod, pair["A"].shape[0])
+        a, b = pair["A"].float(), pair["B"].float() * scale
+        if a.shape[1] != layer.in_features or b.shape[0] != layer.out_features:
+            raise AdapterError(f"adapter {source}: LoRA for {mod} is {a.shape[1]}->{b.shape[0]}, the layer is "
+                               f"{layer.in_features}->{layer.out_features}; benchmark it with its own base")
+        out[mod] = (a, b)
+    return out
+
+
+def _dense_hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+    pair = module._jarvis_lora.get(getattr(module, "_jarvis_active", None))
+    if pair is None:
+        return output
+    a, b = pair
+    return output + ((args[0].float() @ a.T) @ b.T).to(output.dtype)
+
+
+def attach_dense(model: nn.Module, adapter: str, lora: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    for name, (a, b) in lora.items():
+        layer = model.get_submodule(name)
+        device = layer.weight.device
+        if not hasattr(layer, "_jarvis_lora"):
+            layer._jarvis_lora = {}
+            layer.register_forward_hook(_dense_hook)
+        layer._jarvis_lora[adapter] = (a.to(device), b.to(device))
+
+
 def select(model: nn.Module, adapter: str | None) -> None:
-    """The adapter whose expert LoRA the experts add from now on (None: the base)."""
-    for _, module in experts_modules(_unwrap(model)):
-        module._jarvis_active = adapter
+    """The adapter whose LoRA our experts and dense MLP hooks add from now on (None: the base)."""
+    for module in _unwrap(model).modules():
+        if hasattr(module, "_jarvis_lora"):
+            module._jarvis_active = adapter
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -490,31 +549,16 @@ def read_adapter(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return cfg, torch.load(path / "adapter_model.bin", map_location="cpu", weights_only=True)
 
 
-_PEFT_REMAPPED = ("gate_proj", "up_proj", "down_proj", "w1", "w2", "w3")
-
-
-def without_experts(cfg: dict[str, Any], rest: dict[str, torch.Tensor], folder: Path, source: str) -> Path | None:
-    """Write the adapter minus its expert part to `folder` for peft (None when nothing is left).
-
-    peft 0.21 rewrites the targets of adapters for MoE models trained with transformers 4: any target named
-    like an expert projection (`gate_proj`, `up_proj`, `down_proj`, Mixtral's `w1/w2/w3`), even as a regex or
-    "all-linear", becomes a `target_parameters` entry on the fused experts — which here are ours, in 4-bit.
-    So peft gets an explicit list of the leaf names its weights use, `target_parameters` dropped, and
-    dropout 0 (it does nothing at inference; peft's ParamWrapper, used for the router `gate`, refuses any
-    other value). LoRA on a dense MLP of a MoE model carries those remapped names: refused, not dropped."""
+def without_experts(cfg: dict[str, Any], rest: dict[str, torch.Tensor], folder: Path) -> Path | None:
+    """Write what peft applies — the adapter minus the LoRA `split_state_dict` routes to us — to `folder`
+    (None when nothing is left): an explicit list of the leaf names its weights use (a string target such
+    as "all-linear" would be resolved by peft onto the experts), `target_parameters` dropped, and dropout 0
+    (it does nothing at inference; peft's ParamWrapper, used for the router `gate`, refuses any other value)."""
     if not rest:
         return None
     from safetensors.torch import save_file
 
-    names = sorted({k.split(".lora_")[0].rsplit(".", 1)[-1] for k in rest})
-    dense = sorted({k.split(".lora_")[0].removeprefix("base_model.model.") for k in rest
-                    if k.split(".lora_")[0].rsplit(".", 1)[-1] in _PEFT_REMAPPED})
-    if dense:
-        raise AdapterError(
-            f"adapter {source}: LoRA on dense MLP layers of a MoE model ({dense[0]}"
-            f"{f' and {len(dense) - 1} more' if len(dense) > 1 else ''}) is not supported yet: peft 0.21 would "
-            "move these targets onto the fused experts; benchmark it with model.backend \"openai\" behind a server "
-            "that merged the adapter, or retrain without those modules")
+    names = sorted({_module_of(k).rsplit(".", 1)[-1] for k in rest})
     new = {**cfg, "target_modules": names, "target_parameters": None, "lora_dropout": 0.0}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text(json.dumps(new), encoding="utf-8")
