@@ -59,6 +59,12 @@ def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return {**cfg, **inner} if isinstance(inner, dict) else cfg
 
 
+def num_experts(config: dict[str, Any]) -> int:
+    """Routed experts per MoE layer (0 for a dense model), whatever the family calls them."""
+    c = _text_config(config)
+    return int(c.get("num_experts") or c.get("num_local_experts") or c.get("n_routed_experts") or 0)
+
+
 def count_params(config: dict[str, Any]) -> ParamCount:
     """Parameter count of a decoder-only transformer from its config.json dict."""
     c = _text_config(config)
@@ -69,7 +75,7 @@ def count_params(config: dict[str, Any]) -> ParamCount:
     kv = int(c.get("num_key_value_heads") or heads)
     hd = int(c.get("head_dim") or h // heads)
     inter = int(c.get("intermediate_size") or 0)
-    experts = int(c.get("num_experts") or c.get("num_local_experts") or c.get("n_routed_experts") or 0)
+    experts = num_experts(c)
     moe_inter = int(c.get("moe_intermediate_size") or inter)
     per_tok = int(c.get("num_experts_per_tok") or c.get("num_selected_experts") or 0)
     shared_inter = int(c.get("shared_expert_intermediate_size") or 0)

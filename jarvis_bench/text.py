@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -23,10 +24,12 @@ def normalize(text: str) -> str:
     return _SPACES.sub(" ", _PUNCT.sub(" ", fold(text))).strip()
 
 
+@functools.lru_cache(maxsize=8192)
 def canonical(text: str) -> str:
     """normalize() with French number words written as digits ("dix minutes" -> "10 minutes",
     "vingt-cinq" -> "25", "une" -> "1"): the form in which answers and expectations are compared.
-    Both sides of a comparison go through it, so an article read as "1" matches on both sides."""
+    Both sides of a comparison go through it, so an article read as "1" matches on both sides. Cached:
+    the catalog's names and aliases and the prompts' keywords come back for every answer."""
     from text_to_num import alpha2digit
 
     return normalize(alpha2digit(text.lower().replace("’", "'"), "fr", threshold=0))

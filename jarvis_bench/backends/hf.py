@@ -216,9 +216,9 @@ class TransformersBackend:
 
     @functools.cached_property
     def is_moe(self) -> bool:
-        from .moe_quant import is_moe_config
+        from ..sizing import num_experts
 
-        return is_moe_config(self.model_config)
+        return num_experts(self.model_config.to_dict()) > 0
 
     def _load_kwargs(self) -> dict[str, Any]:
         import torch
@@ -247,6 +247,7 @@ class TransformersBackend:
 
                 kw["quantization_config"] = moe_quant.quantization_config(
                     double_quant=self.cfg.model.double_quant, compute_dtype=compute)
+                kw["experts_implementation"] = moe_quant.IMPLEMENTATION  # the forward that reads 4-bit experts
             elif self.quantization == "4bit":
                 kw["quantization_config"] = BitsAndBytesConfig(
                     load_in_4bit=True,
@@ -262,11 +263,6 @@ class TransformersBackend:
                 )
             else:
                 kw["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-        if self.is_moe and self.quantization == "4bit":
-            from . import moe_quant
-
-            moe_quant.register()
-            kw["experts_implementation"] = moe_quant.IMPLEMENTATION
         return kw
 
     def _memory_guard(self) -> None:

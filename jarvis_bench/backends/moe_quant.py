@@ -75,13 +75,6 @@ def experts_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
             yield name, module
 
 
-def is_moe_config(config: Any) -> bool:
-    """A MoE model by its config (number of routed experts > 0)."""
-    d = config if isinstance(config, dict) else config.to_dict()
-    texts = [d, *(v for v in d.values() if isinstance(v, dict))]  # multimodal configs nest text_config
-    return any(int(t.get(k) or 0) > 0 for t in texts for k in ("num_experts", "num_local_experts", "n_routed_experts"))
-
-
 # ----------------------------------------------------------------------------- 4-bit storage of one stack
 
 
@@ -386,7 +379,7 @@ def _module_lora(cfg: dict[str, Any], items: dict[str, Any], module: nn.Module, 
     per_expert: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
     fused: dict[str, dict[str, torch.Tensor]] = {}
     for key, (m, t) in items.items():
-        if "e" in m.groupdict() and m.groupdict().get("e") is not None:
+        if m.re is _T4:
             e = int(m.group("e"))
             if e >= E:
                 raise AdapterError(f"adapter {where}: expert {e} does not exist (the model has {E} experts)")
