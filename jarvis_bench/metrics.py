@@ -3,7 +3,7 @@
 What each metric means is written for a grader in `tests/data/LABELLING.md`; `tests/test_agreement.py`
 holds the scorer to a hand-labelled set of answers. Keys (null where a metric does not apply):
 keyword_hits, keyword_total, keyword_ratio, keywords_found, tools_found, tool_forms, malformed_calls,
-first_call, tool_correct, tool_credit, tool_mentioned, wrong_tools, args_score, extra_args,
+first_call, tool_correct, tool_credit, tool_mentioned, wrong_tools, unknown_tools, args_score, extra_args,
 correction_score, cer, wer, relevance. Cosine similarities need an embedder and are added by `scoring.py`.
 """
 
@@ -255,6 +255,7 @@ def score_answer(answer: str, spec: PromptSpec, catalog: Sequence[Tool], weights
         "tool_mentioned": (spec.expected_tool in names or any(m.tool == spec.expected_tool for m in said))
         if spec.expected_tool else None,
         "wrong_tools": sorted({n for n in names if n != spec.expected_tool and n}),
+        "unknown_tools": sorted({n for n in names if n not in {t.name for t in catalog}}),
         "args_score": round(a_score, 4) if a_score is not None else None,
         "extra_args": extras,
         "correction_score": corr[0] if corr else None,

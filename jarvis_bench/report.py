@@ -56,9 +56,9 @@ T = {
 
 WHY = {
     "fr": {"no_call": "aucun appel", "call": "appel", "malformed": "mal formé", "args": "arguments", "extra": "en plus",
-           "kw": "mots-clés", "corr": "correction"},
+           "kw": "mots-clés", "corr": "correction", "unknown": "hors catalogue"},
     "en": {"no_call": "no call", "call": "call", "malformed": "malformed", "args": "arguments", "extra": "extra",
-           "kw": "keywords", "corr": "correction"},
+           "kw": "keywords", "corr": "correction", "unknown": "not in the catalog"},
 }
 
 
@@ -71,7 +71,8 @@ def why(m: dict[str, Any], lang: str = "fr") -> str:
     if first is None:
         parts = [f"{w['no_call']} {ok}"]
     else:
-        parts = [f"{w['call']} {first.replace('(malformed)', '(' + w['malformed'] + ')')} {ok}"]
+        unknown = f" ({w['unknown']})" if first in m.get("unknown_tools", []) else ""
+        parts = [f"{w['call']} {first.replace('(malformed)', '(' + w['malformed'] + ')')}{unknown} {ok}"]
     if m.get("tool_credit") == "mention":
         parts[0] += " (mention)"
     if m.get("args_score") is not None:

@@ -138,7 +138,10 @@ SCORES = [
       "relevance": 1.0, "args_score": None, "first_call": "volume_up_tool"}),
     ('<tool_call>{"name": "volume_down_tool", "arguments": {}}</tool_call>',
      {"keywords": ["son"], "expected_tool": "volume_up_tool"},
-     {"tool_correct": False, "tool_mentioned": False, "wrong_tools": ["volume_down_tool"], "relevance": 0.0}),
+     {"tool_correct": False, "tool_mentioned": False, "wrong_tools": ["volume_down_tool"], "unknown_tools": [],
+      "relevance": 0.0}),
+    ('<tool_call>{"name": "mexc_status_tool", "arguments": {}}</tool_call>', {"expected_tool": "weather_tool"},
+     {"tool_correct": False, "wrong_tools": ["mexc_status_tool"], "unknown_tools": ["mexc_status_tool"]}),
     # the first call is judged, even when the right tool comes second
     ('<tool_call>{"name": "mute_tool", "arguments": {}}</tool_call><tool_call>{"name": "volume_up_tool", '
      '"arguments": {}}</tool_call>', {"expected_tool": "volume_up_tool"},

@@ -124,3 +124,5 @@ def test_why_line_names_the_call_judged_and_each_part(lang, expected):
     assert why(m, lang) == expected
     assert why({"tool_correct": True, "first_call": None, "tool_credit": None}, lang).endswith("✓")
     assert "(mention)" in why({"tool_correct": True, "first_call": None, "tool_credit": "mention"}, lang)
+    made_up = why({"tool_correct": False, "first_call": "mexc_status_tool", "unknown_tools": ["mexc_status_tool"]}, lang)
+    assert made_up.startswith(("appel mexc_status_tool (hors catalogue) ✗", "call mexc_status_tool (not in the catalog) ✗"))
