@@ -132,6 +132,50 @@ def test_oom_after_some_answers_retries_only_the_rest(demo_cfg, demo_backend, mo
     assert {g.prompt_id: g.response for g in out} == {p: g.response for p, g in whole.items()}
 
 
+def test_oom_retry_starts_after_the_failed_batch_is_freed(demo_cfg, demo_backend, monkeypatch):
+    """The retry must not run while the exception's traceback still holds the failed batch's frames
+    (its KV cache): on a GPU, empty_cache() would free nothing and each retry would pin more."""
+    import gc
+    import weakref
+
+    import torch
+
+    from jarvis_bench.backends import decode
+
+    backend, variants = demo_backend
+    if backend.model is None:
+        backend._load()
+    caches, alive_at_retry = [], []
+    real_cache, real_batch = decode._cache, backend._generate_batch
+
+    def tracked_cache(model, capacity):
+        cache = real_cache(model, capacity)
+        caches.append(weakref.ref(cache))
+        return cache
+
+    def raise_on_batches(module, args, kwargs):
+        if kwargs["input_ids"].shape[0] > 1:  # the batched prefill, after the shared prefix is cached
+            raise torch.OutOfMemoryError(OOM)
+
+    def watched(variant, batch, eos):
+        alive_at_retry.append(sum(ref() is not None for ref in caches))
+        return real_batch(variant, batch, eos)
+
+    monkeypatch.setattr(decode, "_cache", tracked_cache)
+    monkeypatch.setattr(backend, "_generate_batch", watched)
+    hook = backend.model.register_forward_pre_hook(raise_on_batches, with_kwargs=True)
+    demo_cfg.generation.batch_size = 4
+    try:
+        out = list(backend.generate(variants[1], _requests(demo_cfg, SUBSET[:4])))
+    finally:
+        demo_cfg.generation.batch_size = "auto"
+        hook.remove()
+    gc.collect()
+    assert sorted(g.prompt_id for g in out) == sorted(SUBSET[:4])
+    assert len(alive_at_retry) == 7  # 4, 2, 1, 1, 2, 1, 1
+    assert alive_at_retry == [0] * 7  # no failed batch's cache is alive when the next try starts
+
+
 # ----------------------------------------------------------------------------- Qwen3 path
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -456,9 +457,8 @@ class TransformersBackend:
     def _run_batch(self, variant: Variant, batch: list[Request], eos: set[int]) -> Iterator[Generation]:
         """Generate one batch, answers yielded as they finish; on out-of-memory, halve what is left
         and retry the halves (answers already yielded are kept, never generated twice)."""
-        import torch
-
         done: set[str] = set()
+        oom = False
         try:
             for gen in self._generate_batch(variant, batch, eos):
                 done.add(gen.prompt_id)
@@ -466,8 +466,11 @@ class TransformersBackend:
         except Exception as exc:
             if not _is_oom(exc):
                 raise
-            if self.device == "cuda":
-                torch.cuda.empty_cache()
+            oom = True
+        # Out of the `except` block: the exception and its traceback are gone, and with them the frames of
+        # the failed batch (its KV cache, its activations); only now can the memory they held be freed.
+        if oom:
+            self._free_memory()
             rest = [r for r in batch if r.prompt_id not in done]
             if len(rest) == 1:
                 raise ModelLoadError(
@@ -478,6 +481,15 @@ class TransformersBackend:
             log.warning("Out of memory with a batch of %d: retrying with %d.", len(rest), half)
             yield from self._run_batch(variant, rest[:half], eos)
             yield from self._run_batch(variant, rest[half:], eos)
+
+    def _free_memory(self) -> None:
+        """Collect what a failed batch left (reference cycles through frames included) and hand the
+        freed blocks back to the GPU."""
+        gc.collect()
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
 
     def _generate_batch(self, variant: Variant, batch: list[Request], eos: set[int]) -> Iterator[Generation]:
         import torch
