@@ -127,6 +127,34 @@ def test_preallocated_cache_layer_in_place_select_repeat_and_grow():
     assert layer.keys.shape == (3, 1, 5, 4) and torch.equal(layer.keys[2], layer.keys[0])
 
 
+def test_rows_leave_every_layer_on_its_own_device():
+    """A model split over GPUs keeps each layer's cache (full-attention and sliding-window alike) on that
+    layer's device; the row indices must reach each layer there. Here the second GPU is the meta device."""
+    import torch
+    from transformers import Qwen3Config
+    from transformers.cache_utils import DynamicSlidingWindowLayer
+
+    cfg = Qwen3Config(num_hidden_layers=4, hidden_size=8, num_attention_heads=2, num_key_value_heads=1,
+                      intermediate_size=8, vocab_size=16, head_dim=4, use_sliding_window=True, sliding_window=4,
+                      layer_types=["full_attention", "sliding_attention"] * 2)
+
+    class Stub:
+        config = cfg
+
+    cache = decode._cache(Stub(), capacity=6)
+    assert [type(layer) is DynamicSlidingWindowLayer for layer in cache.layers] == [False, True] * 2
+    seen = []
+    for i, layer in enumerate(cache.layers):
+        device = "cpu" if i < 2 else "meta"
+        k = torch.zeros(3, 1, 2, 4, device=device)
+        layer.update(k, k)
+        real = layer.batch_select_indices
+        layer.batch_select_indices = lambda idx, real=real, layer=layer: (seen.append((idx.device, layer.device)), real(idx))
+    decode.select_rows(cache, torch.tensor([0, 2]))
+    assert [a == b for a, b in seen] == [True] * 4 and [b.type for _, b in seen] == ["cpu", "cpu", "meta", "meta"]
+    assert all(layer.keys.shape[0] == 2 for layer in cache.layers)
+
+
 @pytest.mark.parametrize("q_len", [1, 5])
 def test_gqa_sdpa_is_bit_identical_to_transformers_sdpa(q_len):
     import torch

@@ -102,8 +102,7 @@ def _preallocated_layer() -> type:
                 self._views()
 
         def batch_select_indices(self, indices: Any) -> None:
-            if self.is_initialized:  # layers of a model split over GPUs live on their own device
-                indices = indices.to(self._k.device)
+            if self.is_initialized:  # select_rows() gives the indices on this layer's device
                 self._k, self._v = self._k[indices], self._v[indices]
                 self._views()
 
@@ -119,6 +118,22 @@ def _cache(model: Any, capacity: int) -> Any:
     layer_cls = _preallocated_layer()
     cache.layers = [layer_cls(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
     return cache
+
+
+def select_rows(cache: Any, indices: Any) -> None:
+    """`Cache.batch_select_indices` with the indices on each layer's own device. transformers (5.20
+    cache_utils.py, `Cache.batch_select_indices` / `DynamicLayer.batch_select_indices`) indexes every
+    layer with the tensor it is given; a model split over GPUs (`device_map`) keeps each layer's cache
+    on that layer's GPU, where indices from the first GPU raise."""
+    moved: dict[Any, Any] = {}
+    for layer in cache.layers:
+        device = getattr(layer, "device", None) if getattr(layer, "is_initialized", False) else None
+        if device is None or device == indices.device:
+            layer.batch_select_indices(indices)
+        else:
+            if device not in moved:
+                moved[device] = indices.to(device)
+            layer.batch_select_indices(moved[device])
 
 
 def _attention_only(cache: Any) -> bool:
@@ -215,7 +230,7 @@ def stream(
         running = [j for j, i in enumerate(alive) if i not in done]
         if running and flexible and len(running) < len(alive):
             idx = torch.tensor(running, device=device)
-            cache.batch_select_indices(idx)
+            select_rows(cache, idx)
             mask, nxt, next_pos = mask[idx], nxt[idx], next_pos[idx]
             alive = [alive[j] for j in running]
         for i in finished:
