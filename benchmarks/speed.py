@@ -193,10 +193,11 @@ def _gpu_bound(model, steps: int, seconds: float) -> dict:
 
     if not torch.cuda.is_available():
         return {}
-    from jarvis_bench import sizing
+    from jarvis_bench import gpu, sizing
 
-    props = torch.cuda.get_device_properties(0)
-    bandwidth = sizing.memory_bandwidth_gbs(props.memory_clock_rate, props.memory_bus_width)
+    bandwidth = gpu.bandwidth_gbs(0)
+    if bandwidth is None:
+        return {"gpu_bound": f"{torch.cuda.get_device_name(0)}: memory bandwidth unknown (no clock rate, no NVML)"}
     params = sizing.count_params(model.config.to_dict())
     read, bound = sizing.decode_bound(params, quantization="none", dtype="float32", bandwidth_gbs=bandwidth)
     return {"gpu_bound": f"{torch.cuda.get_device_name(0)}: decode ≤ {bound:.0f} steps/s = {bandwidth:.0f} GB/s ÷ "

@@ -219,13 +219,6 @@ def estimate(
     )
 
 
-def memory_bandwidth_gbs(memory_clock_khz: float, bus_width_bits: int) -> float:
-    """Peak GPU memory bandwidth from CUDA's device properties: two transfers per clock (GDDR and HBM
-    report it that way) x bus width. RTX 4090: 10,501 MHz x 384 bit -> 1,008 GB/s; H100 SXM: 2,619 MHz
-    x 5,120 bit -> 3,352 GB/s."""
-    return 2 * memory_clock_khz * 1e3 * bus_width_bits / 8 / 1e9
-
-
 def decode_bound(params: ParamCount, *, quantization: str, dtype: str, bandwidth_gbs: float,
                  double_quant: bool = True) -> tuple[float, float]:
     """(GiB of weights read per decode step, upper bound on decode steps per second).

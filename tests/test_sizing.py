@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from jarvis_bench import sizing
+from jarvis_bench import gpu, sizing
 
 QWEN3_30B_A3B = sizing.KNOWN_CONFIGS["Qwen/Qwen3-30B-A3B"]  # the published config.json (structure fields)
 TINY = {
@@ -128,8 +128,9 @@ def test_demo_adapter_fits_the_demo_base_only(demo_base):
 
 def test_memory_bandwidth_and_decode_bound():
     # the datasheet numbers from the device properties CUDA reports
-    assert sizing.memory_bandwidth_gbs(10_501_000, 384) == pytest.approx(1008, rel=0.01)  # RTX 4090
-    assert sizing.memory_bandwidth_gbs(2_619_000, 5120) == pytest.approx(3352, rel=0.01)  # H100 SXM
+    assert gpu.bandwidth_gbs_from(10_501_000, 384) == pytest.approx(1008, rel=0.01)  # RTX 4090
+    assert gpu.bandwidth_gbs_from(2_619_000, 5120) == pytest.approx(3352, rel=0.01)  # H100 SXM
+    assert gpu.bandwidth_gbs_from(0, 5120) is None  # CUDA 13: cudaDeviceProp has no memoryClockRate any more
     dense = sizing.ParamCount(total=8_000_000_000, active=8_000_000_000, embeddings=0, source="test")
     read, bound = sizing.decode_bound(dense, quantization="none", dtype="bfloat16", bandwidth_gbs=1000)
     assert read == pytest.approx(16e9 / sizing.GIB) and bound == pytest.approx(1000e9 / 16e9)

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import gpu
 from ..adapters import Variant
 from ..chat import render as render_chat
 from ..chat import tools as tool_schemas
@@ -305,7 +306,7 @@ class TransformersBackend:
         t0 = time.perf_counter()
         torch.manual_seed(self.cfg.generation.seed)
         if self.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+            gpu.reset_peaks()
         kwargs = self._load_kwargs()
         load_errors: list[str] = []  # what our MoE quantize op hit (transformers reports it generically)
         if self.is_moe:
@@ -515,9 +516,8 @@ class TransformersBackend:
         self._info["shared_prefix_tokens"] = stats.shared_prefix
         self._info["decode_steps"] = self._info.get("decode_steps", 0) + stats.steps + 1  # + the prefill's token
         self._info["decode_s"] = round(self._info.get("decode_s", 0.0) + time.perf_counter() - t0, 3)
-        if self.device == "cuda":
-            peak = torch.cuda.max_memory_allocated() / 2**30
-            self._info["peak_gpu_memory_gib"] = round(max(peak, self._info.get("peak_gpu_memory_gib", 0.0)), 3)
+        if self.device == "cuda":  # every device the model is split over (device_map), summed and listed
+            self._info.update(gpu.memory_info(gpu.peak_allocated(), "peak_gpu_memory_gib"))
 
     def info(self) -> dict[str, Any]:
         info = dict(self._info)
@@ -531,13 +531,12 @@ class TransformersBackend:
 
     def _bandwidth_bound(self) -> dict[str, Any]:
         """The memory-bandwidth ceiling of decoding next to what was measured (sizing.decode_bound)."""
-        import torch
-
         from .. import sizing
 
+        bandwidth = gpu.bandwidth_gbs(0)
+        if bandwidth is None:  # CUDA 13 dropped memoryClockRate and NVML is not there: no bound
+            return {}
         try:
-            props = torch.cuda.get_device_properties(0)
-            bandwidth = sizing.memory_bandwidth_gbs(props.memory_clock_rate, props.memory_bus_width)
             params = sizing.count_params(self.model_config.to_dict())
         except (AttributeError, KeyError, TypeError, ValueError):
             return {}
