@@ -34,3 +34,12 @@ def render(tokenizer: Any, msgs: list[dict[str, str]], *, tool_schemas: list[dic
     return tokenizer.apply_chat_template(
         msgs, tools=tool_schemas, add_generation_prompt=True, tokenize=False, enable_thinking=enable_thinking
     )
+
+
+def token_ids(tokenizer: Any, text: str) -> list[int]:
+    """The token ids of a rendered prompt, as every backend that tokenizes itself feeds them to the model.
+
+    The chat template already wrote every special token it wants (Llama, Mistral and Gemma templates
+    start with BOS), so none is added: tokenizing with `add_special_tokens=True`, as vLLM does for a text
+    prompt, would give those models a second BOS and different answers than the transformers backend."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -458,6 +458,43 @@ def _shape_mismatch(path: Path, config: dict[str, Any]) -> str | None:
         return f"{weights} is unreadable ({exc}); re-save the adapter"
 
 
+def check_vllm(cfg: Config, src: ModelSource) -> Iterator[Check]:
+    """What the vllm backend would refuse at engine start or at an adapter's first request."""
+    import importlib.util
+
+    from .adapters import discover
+    from .backends import vllm_engine as ve
+
+    m = cfg.model
+    try:
+        version = md.version("vllm")
+    except md.PackageNotFoundError:
+        version = "?"
+    bnb = m.quantization == "4bit" and not m.vllm.quantization
+    if bnb and importlib.util.find_spec("vllm_bnb_plugin") is None:
+        yield Check("FAIL", "vllm", ve.BNB_PLUGIN.split(": run")[0], "run `uv sync --extra vllm`")
+    experts = sizing.num_experts(src.config or {})
+    try:
+        adapters = [v for v in discover(cfg, digest=False) if not v.is_base]
+    except JarvisBenchError:
+        return  # check_adapters says why
+    if bnb and experts and adapters:
+        yield Check("FAIL", "vllm", ve.BNB_MOE_LORA.split("; on the vllm backend")[0],
+                    'model.quantization "none" (bf16) or a pre-quantized AWQ/GPTQ checkpoint with '
+                    'model.vllm.quantization; or model.backend "transformers" for 4-bit')
+        return
+    for v in adapters:
+        ac = json.loads((v.path / "adapter_config.json").read_text(encoding="utf-8"))
+        weights = v.path / "adapter_model.safetensors"
+        layout = ve.adapter_layout(ac, sizing.safetensors_shapes(weights) if weights.is_file() else {}, experts)
+        if layout.problem:
+            yield Check("FAIL", "vllm", f"{v.name}: {layout.problem}", 'use model.backend "transformers"')
+            return
+    quant = m.vllm.quantization or ("bitsandbytes NF4 (vllm-bnb-plugin)" if bnb else m.quantization)
+    lora = f", {len(adapters)} adapter(s) through one LoRA slot" if adapters else ""
+    yield Check("OK", "vllm", f"vllm {version}: {quant}{lora}")
+
+
 def check_endpoint(cfg: Config) -> Iterator[Check]:
     """openai backend: the endpoint answers, knows every model name we will ask for, accepts the key."""
     from .adapters import discover
@@ -540,7 +577,10 @@ def run_all(config_path: Path, *, demo: bool = False) -> list[Check]:
             return checks
     src = locate_model(cfg, demo=demo)
     checks += [*check_model(src), *check_hardware(cfg, src), *check_bitsandbytes(cfg), *check_disk(src),
-               *check_adapters(cfg, src), check_embedder(cfg)]
+               *check_adapters(cfg, src)]
+    if cfg.model.backend == "vllm" and not demo:
+        checks += check_vllm(cfg, src)
+    checks.append(check_embedder(cfg))
     return checks
 
 

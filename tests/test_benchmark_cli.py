@@ -22,7 +22,11 @@ def test_demo_end_to_end(demo_run):
     assert meta["variants"] == ["base", "jarvis-demo"] and meta["primary_variant"] == "jarvis-demo"
     assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert len(meta["adapters"][0]["sha256"]) == 64 and meta["adapters"][0]["rank"] >= 1
-    assert meta["device"] == "cpu" and meta["dtype"] == "float32" and meta["quantization"] == "none"
+    import torch
+
+    # --demo runs where device "auto" says: the GPU when there is one
+    assert meta["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert meta["dtype"] == "float32" and meta["quantization"] == "none"
     assert meta["versions"]["transformers"] and meta["versions"]["peft"] and len(meta["config_sha256"]) == 64
     assert meta["complete"] is True and meta["missing_answers"] == 0
     per = meta["timings"]["per_variant"]
@@ -347,3 +351,13 @@ def test_summary_prints_the_gpu_decode_bound_next_to_the_measure(capsys, tmp_pat
     meta.pop("decode_bound_steps_per_s")
     _summary({"metadata": meta}, tmp_path / "r.json")
     assert "decode bound" not in capsys.readouterr().out
+
+
+def test_dtype_flag_overrides_the_config_and_the_demo():
+    args = benchmark.build_parser().parse_args(["--demo", "--dtype", "bfloat16", "--backend", "vllm"])
+    cfg = benchmark.apply_overrides(config.load(CONFIG), args)
+    assert cfg.model.dtype == "bfloat16" and cfg.model.backend == "vllm" and cfg.model.quantization == "none"
+    plain = benchmark.apply_overrides(config.load(CONFIG), benchmark.build_parser().parse_args(["--demo"]))
+    assert plain.model.dtype == "float32"
+    with pytest.raises(SystemExit):
+        benchmark.build_parser().parse_args(["--dtype", "fp8"])

@@ -183,3 +183,25 @@ def test_8bit_on_a_moe_model_fails_with_the_fix():
     assert lines["moe"].status == "FAIL" and "experts" in lines["moe"].detail and '"4bit"' in lines["moe"].fix
     cfg.model.quantization = "4bit"
     assert "moe" not in {c.name for c in checks.check_hardware(cfg, src)}
+
+
+def test_vllm_checks_what_the_engine_would_refuse(monkeypatch):
+    """The default config on the vllm backend: the bitsandbytes plugin must be there, and a 4-bit MoE
+    with an adapter cannot run on vLLM (no LoRA kernel for bitsandbytes MoE); bf16 can."""
+    import importlib.util
+
+    from jarvis_bench import config
+
+    cfg = config.load(config.default_config_path())
+    cfg.model.backend = "vllm"
+    cfg.model.adapters = [str(DEMO_ADAPTER)]
+    moe = checks.ModelSource("hub", "x", config=checks.sizing.KNOWN_CONFIGS["Qwen/Qwen3-30B-A3B"])
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm_bnb_plugin" else real(name, *a))
+    found = list(checks.check_vllm(cfg, moe))
+    assert [c.status for c in found] == ["FAIL", "FAIL"]
+    assert "vllm-bnb-plugin" in found[0].detail and found[0].fix == "run `uv sync --extra vllm`"
+    assert "no LoRA kernel" in found[1].detail and '"none"' in found[1].fix
+    cfg.model.quantization = "none"
+    found = list(checks.check_vllm(cfg, moe))
+    assert [c.status for c in found] == ["OK"] and "1 adapter(s) through one LoRA slot" in found[0].detail

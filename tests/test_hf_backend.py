@@ -213,14 +213,138 @@ def test_qwen3_think_blocks_are_stripped_and_counted(tiny_qwen3, monkeypatch):
     assert gen.response == "Je monte le son." and gen.thinking_chars == len("<think>il veut du son</think>")
 
 
+@pytest.fixture(scope="module")
+def tiny_qwen3_adapter(tiny_qwen3, tmp_path_factory):
+    """A random LoRA (non-zero B) on attention and MLP projections of the tiny Qwen3: it changes answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen3, dtype=torch.float32)
+    lora = LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj", "gate_proj", "down_proj"],
+                      init_lora_weights=False)
+    path = tmp_path_factory.mktemp("tiny-qwen3-lora") / "final"
+    get_peft_model(model, lora).save_pretrained(path)
+    return path
+
+
+def _bnb_layers(model) -> dict[str, int]:
+    import bitsandbytes as bnb
+
+    kinds = {"4bit": bnb.nn.Linear4bit, "8bit": bnb.nn.Linear8bitLt}
+    return {k: sum(isinstance(m, cls) for m in model.modules()) for k, cls in kinds.items()}
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("quantization", ["4bit", "8bit", "none"])
-def test_cuda_quantized_load_and_generate(tiny_qwen3, quantization):
+def test_cuda_quantized_base_with_an_adapter(tiny_qwen3, tiny_qwen3_adapter, quantization):
+    """The production path: a LoRA on a bitsandbytes-quantized base on CUDA. The linear layers really are
+    bitsandbytes ones (4-bit weights packed in uint8), the adapter's LoRA wraps them and changes answers."""
+    import torch
+
     cfg = _qwen_cfg(tiny_qwen3, False)
     cfg.model.quantization = quantization
+    cfg.model.adapters = [str(tiny_qwen3_adapter)]
+    variants = adapters.discover(cfg, digest=False)
     backend = TransformersBackend(cfg, device="cuda")
-    backend.prepare([adapters.BASE_VARIANT])
-    gens = list(backend.generate(adapters.BASE_VARIANT, _requests(cfg, ["rt-01", "cmd-01"])))
+    backend.prepare(variants)
+    reqs = _requests(cfg, ["rt-01", "cmd-01", "cor-01"])
+    base = _answers(backend, variants[0], reqs)
+    tuned = _answers(backend, variants[1], reqs)
+    layers = _bnb_layers(backend.model)
+    expected = {"4bit": (14, 0), "8bit": (0, 14), "none": (0, 0)}[quantization]  # 7 linears x 2 layers
+    assert (layers["4bit"], layers["8bit"]) == expected, layers
+    if quantization == "4bit":
+        q = backend.model.get_base_model().model.layers[0].self_attn.q_proj
+        assert q.base_layer.weight.dtype == torch.uint8 and q.base_layer.weight.quant_state is not None
+    assert {p.device.type for p in backend.model.parameters()} == {"cuda"}
+    assert any(base[p].response != tuned[p].response for p in base)
     info = backend.info()
-    assert len(gens) == 2 and info["quantization"] == quantization and info["dtype"] == "bfloat16"
+    assert info["quantization"] == quantization and info["dtype"] == "bfloat16"
     assert info["peak_gpu_memory_gib"] > 0 and info["gpu"]
+
+
+@pytest.mark.gpu
+def test_cuda_batched_equals_one_prompt_at_a_time(demo_cfg):
+    """Batching (shared prefix, padding, rows leaving) changes nothing on CUDA either (float32, no TF32)."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    variants = adapters.discover(demo_cfg)
+    backend = create(demo_cfg, device="cuda")
+    backend.prepare(variants)
+    reqs = _requests(demo_cfg, SUBSET)
+    for v in variants:
+        demo_cfg.generation.batch_size = len(reqs)
+        batched = _answers(backend, v, reqs)
+        demo_cfg.generation.batch_size = 1
+        single = _answers(backend, v, reqs)
+        demo_cfg.generation.batch_size = "auto"
+        differ = [p for p in SUBSET if batched[p].response != single[p].response]
+        assert not differ, (v.name, differ)
+    backend.close()
+
+
+@pytest.mark.gpu
+def test_cuda_real_out_of_memory_is_recovered(demo_cfg, caplog):
+    """A real CUDA OOM: the allocator is capped just above what one answer needs, a batch of 16 runs out
+    of memory, the halves are retried until they fit, and every answer equals the uncapped run's."""
+    import torch
+
+    variants = adapters.discover(demo_cfg)
+    backend = create(demo_cfg, device="cuda")
+    backend.prepare(variants)
+    ids = [p.id for p in demo_cfg.prompts][:16]
+    reqs = _requests(demo_cfg, ids)
+    demo_cfg.generation.batch_size = 1
+    list(backend.generate(variants[1], reqs[:1]))  # load, warm up the kernels
+    torch.cuda.synchronize()
+    baseline = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    want = _answers(backend, variants[1], reqs)
+    one_row = torch.cuda.max_memory_allocated() - baseline
+    demo_cfg.generation.batch_size = 16
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction((baseline + 3 * one_row) / total)
+    try:
+        with caplog.at_level("WARNING"):
+            got = _answers(backend, variants[1], reqs)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        demo_cfg.generation.batch_size = "auto"
+        backend.close()
+    assert "Out of memory with a batch of 16" in caplog.text
+    assert {p: g.response for p, g in got.items()} == {p: g.response for p, g in want.items()}
+    assert max(g.batch_size for g in got.values()) < 16
+
+
+@pytest.mark.gpu
+def test_two_gpus_rows_leave_sliding_window_layers(demo_base, tmp_path):
+    """A model split over two GPUs with full and sliding-window attention layers: batched greedy decoding,
+    rows leaving mid-way, gives the tokens of the same model on one GPU."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    from jarvis_bench.backends import decode
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA GPUs")
+    torch.manual_seed(0)
+    cfg = Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=16, use_sliding_window=True,
+                      sliding_window=8, layer_types=["full_attention", "sliding_attention"] * 2)
+    Qwen3ForCausalLM(cfg).save_pretrained(tmp_path / "m")
+    split = {"model.embed_tokens": 0, "model.layers.0": 0, "model.layers.1": 0, "model.layers.2": 1,
+             "model.layers.3": 1, "model.norm": 1, "model.rotary_emb": 0, "lm_head": 1}
+    one = AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.float32, device_map={"": 0}).eval()
+    two = AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.float32, device_map=split).eval()
+    prompts = [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 40 + i] for i in range(4)]
+    with torch.inference_mode():
+        free, _ = decode.greedy(one, prompts, max_new_tokens=16, eos_ids=set(), pad_id=0)
+        eos = {free[0].tokens[2], free[2].tokens[5]}  # two rows end early, the others go on
+        want, _ = decode.greedy(one, prompts, max_new_tokens=16, eos_ids=eos, pad_id=0)
+        got, stats = decode.greedy(two, prompts, max_new_tokens=16, eos_ids=eos, pad_id=0)
+    assert stats.row_steps < stats.steps * len(prompts)  # rows did leave
+    assert [r.tokens for r in got] == [r.tokens for r in want]

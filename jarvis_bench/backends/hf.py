@@ -27,6 +27,7 @@ from typing import Any
 from .. import gpu
 from ..adapters import Variant
 from ..chat import render as render_chat
+from ..chat import token_ids as chat_token_ids
 from ..chat import tools as tool_schemas
 from ..config import Config
 from ..errors import AdapterError, BackendUnavailable, ConfigError, ModelLoadError
@@ -416,7 +417,7 @@ class TransformersBackend:
         """The rendered prompt's token ids, tokenized once per prompt for every variant and batch."""
         text = self.render(request)
         if text not in self._token_ids:
-            self._token_ids[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            self._token_ids[text] = chat_token_ids(self.tokenizer, text)
         return self._token_ids[text]
 
     def plan(self, requests: Sequence[Request]) -> list[list[Request]]:

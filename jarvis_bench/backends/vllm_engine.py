@@ -1,27 +1,42 @@
 """vllm backend (optional extra `vllm`, Linux + CUDA): one engine, every adapter as a LoRARequest.
 
-The base is loaded once with `enable_lora=True`; the base answers are requests without a LoRA, each
-adapter's answers carry its `LoRARequest`. Prompts are rendered with the model's own chat template by
-the same code as the transformers backend (same tools, same thinking switch), then generated greedily
-by vLLM's continuous batching. Tensor and pipeline parallelism come from `model.vllm`; several nodes
-need `distributed_executor_backend: "ray"` and a running Ray cluster.
+Written against vLLM 0.33 (the version in uv.lock); file references below are to its sources.
 
-`engine_kwargs`, `sampling_kwargs`, `lora_specs` and `expert_targets` are pure functions of the config
-and the adapters, unit-tested without vLLM; the engine itself is exercised by `gpu` tests.
+- The base is loaded once with `enable_lora=True`; base answers are requests without a LoRA, each
+  adapter's answers carry its `LoRARequest`. One adapter runs at a time, so the engine gets one GPU LoRA
+  slot (`max_loras=1`) and keeps every adapter on the CPU side (`max_cpu_loras`).
+- Prompts are rendered and tokenized by the same code as the transformers backend (same chat template,
+  tools, thinking switch, no BOS added on top of the template's) and passed as token ids, so both
+  backends run the same tokens; then generated greedily by vLLM's continuous batching.
+- MoE experts take LoRA natively (fused-MoE LoRA layers): transformers-4 per-expert adapters as they
+  are, transformers-5 / peft `target_parameters` adapters with `enable_mixed_moe_lora_format` and
+  `is_3d_lora_weight`. Not with bitsandbytes: its MoE layer (vllm-bnb-plugin) has no LoRA kernel, so a
+  4-bit MoE base with adapters is refused with what works instead.
+- `model.quantization "4bit"` is vLLM's in-flight bitsandbytes NF4, which since vLLM 0.33 lives in the
+  `vllm-bnb-plugin` package (in our `vllm` extra).
+- Tensor and pipeline parallelism come from `model.vllm`; several nodes need
+  `distributed_executor_backend: "ray"` (ray is in the extra) and a running Ray cluster.
+
+`engine_kwargs`, `sampling_kwargs`, `lora_specs`, `adapter_layout` and `engine_error` are pure functions
+of the config and the adapters, unit-tested without vLLM; the engine itself is exercised by `gpu` tests.
 """
 
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..adapters import Variant
 from ..chat import render as render_chat
+from ..chat import token_ids as chat_token_ids
 from ..chat import tools as tool_schemas
 from ..config import Config
 from ..errors import AdapterError, BackendUnavailable, ConfigError, ModelLoadError
@@ -30,8 +45,22 @@ from .base import Generation, Request
 
 log = logging.getLogger(__name__)
 
-# vLLM sizes its LoRA buffers for one of these ranks; an adapter's rank is rounded up to the next one.
-VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+# vLLM sizes its LoRA buffers for one of these ranks (vllm 0.33 config/lora.py `MaxLoRARanks`); an
+# adapter's rank is rounded up to the next one.
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+BNB_MOE_LORA = (
+    "vLLM cannot run LoRA adapters on a MoE model quantized by bitsandbytes (model.quantization \"4bit\"): its "
+    "bitsandbytes MoE layer has no LoRA kernel (vllm#29138); on the vllm backend use model.quantization "
+    "\"none\" (bf16), or a pre-quantized AWQ/GPTQ/compressed-tensors checkpoint with model.vllm.quantization; "
+    "or keep 4-bit with model.backend \"transformers\""
+)
+BNB_PLUGIN = (
+    'model.quantization "4bit" on the vllm backend needs the vllm-bnb-plugin package (vLLM moved '
+    "bitsandbytes out of its core): run `uv sync --extra vllm`"
+)
+_PER_EXPERT = re.compile(r"\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.lora_A\.")
+_FUSED = re.compile(r"\.layers\.(\d+)\.mlp\.experts\.(base_layer\.)?lora_A\.")
 
 
 def lora_rank(ranks: Sequence[int]) -> int:
@@ -43,10 +72,62 @@ def lora_rank(ranks: Sequence[int]) -> int:
     raise AdapterError(f"LoRA rank {need} is above vLLM's maximum ({VLLM_LORA_RANKS[-1]}); use the transformers backend")
 
 
-def engine_kwargs(cfg: Config, variants: Sequence[Variant], model_path: str) -> dict[str, Any]:
-    """Arguments for `vllm.LLM(...)` from our config."""
+@dataclass(frozen=True)
+class AdapterLayout:
+    """What vLLM needs to know about one adapter's files."""
+
+    max_rank: int  # r, or the largest rank_pattern value (vLLM checks every one against max_lora_rank)
+    experts: str = "none"  # "none", "per_expert" (experts.3.gate_proj…), "fused" (peft target_parameters)
+    problem: str | None = None  # why vLLM cannot apply it, or None
+
+
+def adapter_layout(adapter_config: dict[str, Any], shapes: dict[str, list[int]], num_experts: int) -> AdapterLayout:
+    """Read an adapter the way vLLM 0.33 will (lora/lora_weights.py `pack_moe`, lora/model_manager.py
+    `_convert_3d_to_2d_moe_lora`, lora/peft_helper.py): its largest rank, its MoE expert layout, and
+    what would make the engine fail when the adapter is first used."""
+    ranks = [int(adapter_config.get("r") or 8)]
+    ranks += [int(v) for v in (adapter_config.get("rank_pattern") or {}).values() if isinstance(v, int)]
+    max_rank = max(ranks)
+    per_expert: dict[int, dict[str, dict[int, int]]] = {}  # layer -> projection -> expert -> rank
+    fused: dict[int, set[str]] = {}  # layer -> {"gate_up_proj", "down_proj"}
+    for name, shape in shapes.items():
+        if m := _PER_EXPERT.search(name):
+            layer, expert, proj = int(m[1]), int(m[2]), m[3]
+            per_expert.setdefault(layer, {}).setdefault(proj, {})[expert] = shape[0]
+        elif m := _FUSED.search(name):  # peft nests gate_up_proj inside down_proj: it is the base_layer
+            fused.setdefault(int(m[1]), set()).add("gate_up_proj" if m[2] else "down_proj")
+    params = [str(p).rsplit(".", 1)[-1] for p in adapter_config.get("target_parameters") or []]
+    if per_expert:
+        for layer, projs in sorted(per_expert.items()):
+            for proj in ("gate_proj", "up_proj", "down_proj"):
+                have = projs.get(proj, {})
+                missing = [e for e in range(num_experts or max(have, default=-1) + 1) if e not in have]
+                if missing:
+                    return AdapterLayout(max_rank, "per_expert", (
+                        f"layer {layer} has no LoRA on {proj} of expert {missing[0]} ({len(missing)} missing); "
+                        "vLLM needs gate_proj, up_proj and down_proj on every expert"))
+                if len(set(have.values())) > 1:
+                    return AdapterLayout(max_rank, "per_expert", (
+                        f"the experts of layer {layer} have different LoRA ranks on {proj}, which vLLM refuses"))
+        return AdapterLayout(max_rank, "per_expert")
+    if fused or params:
+        found = set().union(*fused.values()) if fused else set(params)
+        if not {"gate_up_proj", "down_proj"} <= found:
+            only = ", ".join(sorted(found)) or "neither"
+            return AdapterLayout(max_rank, "fused", (
+                f"its fused-expert LoRA trains {only}; vLLM applies fused-expert LoRA only when "
+                "mlp.experts.gate_up_proj and mlp.experts.down_proj are both trained"))
+        return AdapterLayout(max_rank, "fused")
+    return AdapterLayout(max_rank)
+
+
+def engine_kwargs(cfg: Config, variants: Sequence[Variant], model_path: str, *, moe: bool = False,
+                  layouts: dict[str, AdapterLayout] | None = None) -> dict[str, Any]:
+    """Arguments for `vllm.LLM(...)` from our config. `moe`: the base is a mixture of experts; `layouts`:
+    adapter_layout() of each adapter variant, by name (default: rank r, no experts)."""
     m, v = cfg.model, cfg.model.vllm
     adapters = [x for x in variants if not x.is_base]
+    layouts = layouts or {}
     kw: dict[str, Any] = {
         "model": model_path,
         "tokenizer": model_path,
@@ -66,19 +147,26 @@ def engine_kwargs(cfg: Config, variants: Sequence[Variant], model_path: str) -> 
     if v.quantization:
         kw["quantization"] = v.quantization
     elif m.quantization == "4bit":
-        kw["quantization"] = "bitsandbytes"  # in-flight NF4, like the transformers backend
+        if moe and adapters:
+            raise ConfigError(BNB_MOE_LORA)
+        kw["quantization"] = "bitsandbytes"  # in-flight NF4 (+ double quant, always), like the transformers backend
     elif m.quantization == "8bit":
         raise ConfigError(
             'model.quantization "8bit" has no vLLM equivalent; use "4bit", "none", or a pre-quantized '
             'checkpoint with model.vllm.quantization ("awq", "gptq", "fp8"…)'
         )
     if adapters:
+        found = [layouts.get(a.name) or AdapterLayout(a.rank or 8) for a in adapters]
         kw.update(
             enable_lora=True,
-            max_loras=len(adapters),
+            # one adapter runs at a time (one generate() per variant): one GPU slot, every adapter kept on
+            # the CPU side. Each slot reserves LoRA buffers in every wrapped layer (GBs for MoE experts).
+            max_loras=1,
             max_cpu_loras=len(adapters),
-            max_lora_rank=lora_rank([a.rank or 8 for a in adapters]),
+            max_lora_rank=lora_rank([x.max_rank for x in found]),
         )
+        if any(x.experts == "fused" for x in found):  # transformers-5 / peft target_parameters adapters
+            kw["enable_mixed_moe_lora_format"] = True
     return kw
 
 
@@ -88,17 +176,31 @@ def sampling_kwargs(cfg: Config) -> dict[str, Any]:
             "skip_special_tokens": True}
 
 
-def lora_specs(variants: Sequence[Variant]) -> dict[str, tuple[str, int, str]]:
-    """Variant name -> (lora_name, lora_int_id, lora_path); ids start at 1 (0 means "no LoRA" in vLLM)."""
+def lora_specs(variants: Sequence[Variant], layouts: dict[str, AdapterLayout] | None = None
+               ) -> dict[str, dict[str, Any]]:
+    """Variant name -> `LoRARequest` keyword arguments; ids start at 1 (0 means "no LoRA" in vLLM), fused
+    expert adapters are flagged `is_3d_lora_weight` (vllm 0.33 lora/request.py)."""
     adapters = [v for v in variants if not v.is_base]
-    return {v.name: (v.name, i, str(v.path)) for i, v in enumerate(adapters, 1)}
+    layouts = layouts or {}
+    return {v.name: {"lora_name": v.name, "lora_int_id": i, "lora_path": str(v.path),
+                     "is_3d_lora_weight": getattr(layouts.get(v.name), "experts", "none") == "fused"}
+            for i, v in enumerate(adapters, 1)}
 
 
-def expert_targets(adapter_config: dict[str, Any], tensor_names: Sequence[str]) -> list[str]:
-    """What in this adapter modifies MoE expert weights (vLLM cannot apply a LoRA to them)."""
-    found = [str(p) for p in adapter_config.get("target_parameters") or []]
-    found += [n for n in tensor_names if ".experts." in n or ".experts_" in n]
-    return found
+def engine_error(exc: BaseException) -> str:
+    """One line saying why vLLM did not start. Config errors come wrapped in pydantic's ValidationError
+    ("1 validation error for ModelConfig" on the first line); failures inside the engine process only
+    say "Engine core initialization failed", the cause being in vLLM's log above."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError) and exc.errors():
+        msg = str(exc.errors()[0].get("msg", ""))
+        return msg.removeprefix("Value error, ").strip().splitlines()[0] if msg.strip() else type(exc).__name__
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if "Engine core initialization failed" in first:
+        return "its engine process failed while starting (vLLM's log above says why)"
+    return first
 
 
 class VllmBackend:
@@ -116,40 +218,53 @@ class VllmBackend:
         local = cfg.resolve(cfg.model.base)
         self.model_path = str(local) if local.is_dir() else cfg.model.base
         self.variants: list[Variant] = []
+        self.layouts: dict[str, AdapterLayout] = {}
+        self.moe = False
         self.tokenizer: Any = None
         self._llm: Any = None
-        self._rendered: dict[str, str] = {}
+        self._token_ids: dict[str, list[int]] = {}
+        self._used_before: list[float] = []
         self._info: dict[str, Any] = {"device": "cuda", "gpu": torch.cuda.get_device_name(0),
+                                      "gpu_count": torch.cuda.device_count(),
                                       "tensor_parallel_size": cfg.model.vllm.tensor_parallel_size,
                                       "pipeline_parallel_size": cfg.model.vllm.pipeline_parallel_size}
 
     def prepare(self, variants: Sequence[Variant]) -> None:
-        from transformers import AutoTokenizer
+        """Read the model's config and every adapter, and refuse here (before any answer) what vLLM would
+        refuse at engine start or at an adapter's first request."""
+        from transformers import AutoConfig, AutoTokenizer
 
-        from ..sizing import safetensors_shapes
+        from .. import sizing
 
+        m = self.cfg.model
         self.variants = list(variants)
+        try:
+            model_config = AutoConfig.from_pretrained(self.model_path, revision=m.revision,
+                                                      trust_remote_code=m.trust_remote_code).to_dict()
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot read the config of {m.base!r}: {str(exc).splitlines()[0]}") from None
+        experts = sizing.num_experts(model_config)
+        self.moe = experts > 0
         for v in self.variants:
             if v.is_base or v.path is None:
                 continue
             ac = json.loads((Path(v.path) / "adapter_config.json").read_text(encoding="utf-8"))
             weights = Path(v.path) / "adapter_model.safetensors"
-            names = list(safetensors_shapes(weights)) if weights.is_file() else []
-            experts = expert_targets(ac, names)
-            if experts:
-                raise AdapterError(
-                    f"adapter {v.path} trains MoE expert weights ({experts[0]}…), which vLLM cannot apply as a "
-                    'LoRA; use model.backend "transformers", or merge the adapter into the base and serve that'
-                )
+            layout = adapter_layout(ac, sizing.safetensors_shapes(weights) if weights.is_file() else {}, experts)
+            if layout.problem:
+                raise AdapterError(f"adapter {v.path}: {layout.problem}; use model.backend \"transformers\"")
+            self.layouts[v.name] = layout
+        kw = engine_kwargs(self.cfg, self.variants, self.model_path, moe=self.moe, layouts=self.layouts)
+        if kw.get("quantization") == "bitsandbytes":
+            if importlib.util.find_spec("vllm_bnb_plugin") is None:
+                raise BackendUnavailable(BNB_PLUGIN)
+            if not m.double_quant:
+                log.warning("vLLM's bitsandbytes always double-quantizes: model.double_quant false is ignored.")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(
-                self.model_path, revision=self.cfg.model.revision, trust_remote_code=self.cfg.model.trust_remote_code
-            )
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, revision=m.revision,
+                                                           trust_remote_code=m.trust_remote_code)
         except OSError as exc:
-            raise ModelLoadError(f"cannot load the tokenizer of {self.cfg.model.base!r}: {str(exc).splitlines()[0]}") from None
-        import vllm
-
-        self._info["vllm"] = vllm.__version__
+            raise ModelLoadError(f"cannot load the tokenizer of {m.base!r}: {str(exc).splitlines()[0]}") from None
 
     def identity(self) -> dict[str, Any]:
         m = self.cfg.model
@@ -157,25 +272,37 @@ class VllmBackend:
                 "quantization": m.vllm.quantization or m.quantization}
 
     def render(self, request: Request) -> str:
-        key = json.dumps(request.messages, sort_keys=True)  # by content, like the transformers backend
-        if key not in self._rendered:
-            self._rendered[key] = render_chat(
-                self.tokenizer, list(request.messages), tool_schemas=tool_schemas(self.cfg),
-                enable_thinking=self.cfg.generation.enable_thinking,
-            )
-        return self._rendered[key]
+        return render_chat(self.tokenizer, list(request.messages), tool_schemas=tool_schemas(self.cfg),
+                           enable_thinking=self.cfg.generation.enable_thinking)
+
+    def token_ids(self, request: Request) -> list[int]:
+        """The prompt's token ids, rendered and tokenized exactly as the transformers backend does (no BOS
+        added on top of the template's), cached by content."""
+        key = json.dumps(request.messages, sort_keys=True)
+        if key not in self._token_ids:
+            self._token_ids[key] = chat_token_ids(self.tokenizer, self.render(request))
+        return self._token_ids[key]
+
+    def prompts(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
+        """vLLM `TokensPrompt`s (a TypedDict: vllm 0.33 inputs/llm.py): token ids are not re-tokenized,
+        where a text prompt would be tokenized with add_special_tokens=True (renderers/base.py)."""
+        return [{"prompt_token_ids": self.token_ids(r)} for r in requests]
 
     def _engine(self) -> Any:
         if self._llm is None:
+            import vllm
             from vllm import LLM
 
-            kw = engine_kwargs(self.cfg, self.variants, self.model_path)
+            from .. import gpu
+
+            kw = engine_kwargs(self.cfg, self.variants, self.model_path, moe=self.moe, layouts=self.layouts)
+            self._used_before = gpu.used()
             t0 = time.perf_counter()
             try:
                 self._llm = LLM(**kw)
-            except Exception as exc:  # vLLM raises many types (ValueError, RuntimeError, OOM…)
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ModelLoadError(f"vLLM could not start {self.cfg.model.base!r}: {first}") from None
+            except Exception as exc:  # vLLM raises many types (ValidationError, RuntimeError, OOM…)
+                raise ModelLoadError(f"vLLM could not start {self.cfg.model.base!r}: {engine_error(exc)}") from None
+            self._info["vllm"] = vllm.__version__
             self._info["base_load_s"] = round(time.perf_counter() - t0, 3)
             self._info["engine"] = {k: v for k, v in kw.items() if k not in ("model", "tokenizer")}
         return self._llm
@@ -185,11 +312,11 @@ class VllmBackend:
         from vllm.lora.request import LoRARequest
 
         llm = self._engine()
-        spec = lora_specs(self.variants).get(variant.name)
-        lora = LoRARequest(*spec) if spec else None
-        prompts = [self.render(r) for r in requests]
+        spec = lora_specs(self.variants, self.layouts).get(variant.name)
+        lora = LoRARequest(**spec) if spec else None
         t0 = time.perf_counter()
-        outputs = llm.generate(prompts, SamplingParams(**sampling_kwargs(self.cfg)), lora_request=lora, use_tqdm=False)
+        outputs = llm.generate(self.prompts(requests), SamplingParams(**sampling_kwargs(self.cfg)),
+                               lora_request=lora, use_tqdm=False)
         per = round((time.perf_counter() - t0) / max(len(requests), 1), 3)
         for r, out in zip(requests, outputs):
             o = out.outputs[0]
@@ -199,15 +326,25 @@ class VllmBackend:
                              batch_size=len(requests))
 
     def info(self) -> dict[str, Any]:
-        import torch
+        """The engine runs in other processes (vLLM's engine core and workers), where this process's
+        allocator sees nothing: its memory is what the driver reports in use on each GPU now, less what
+        was in use before it started (weights, CUDA graphs and the KV cache vLLM reserves up front)."""
+        from .. import gpu
 
         info = dict(self._info)
-        if torch.cuda.is_available():
-            info["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
+        if self._llm is not None and self._used_before:
+            now = gpu.used()
+            info.update(gpu.memory_info([max(a - b, 0.0) for a, b in zip(now, self._used_before)],
+                                        "engine_gpu_memory_gib"))
         return info
 
     def close(self) -> None:
-        self._llm = None
+        llm, self._llm = self._llm, None
+        try:  # vLLM 0.33's LLM has no shutdown(); its engine-core client has
+            llm.llm_engine.engine_core.shutdown()
+        except Exception:  # noqa: BLE001 - stopping the engine must never fail a finished run
+            pass
+        del llm
         gc.collect()
         try:
             import torch

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=Path, default=Path("results"), help="where results go (default: results/)")
     p.add_argument("--no-cache", action="store_true", help="regenerate every answer (ignore and skip the cache)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default=None, help="where to run (default: auto)")
+    p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default=None,
+                   help="weights and compute dtype (overrides model.dtype; the demo runs float32)")
     p.add_argument("--fail-below", choices=["MODERATE", "GOOD"], metavar="VERDICT",
                    help="exit 4 when the best adapter's verdict is below VERDICT (MODERATE or GOOD): a CI deploy gate")
     p.add_argument("--fail-on-regression", action="store_true",
@@ -79,6 +81,8 @@ def apply_overrides(cfg: Any, args: argparse.Namespace) -> Any:
         updates.append(("--backend", "model", "backend", args.backend))
     if flag("device"):
         updates.append(("--device", "model", "device", args.device))
+    if flag("dtype"):
+        updates.append(("--dtype", "model", "dtype", args.dtype))
     if flag("max_new_tokens"):
         updates.append(("--max-new-tokens", "generation", "max_new_tokens", args.max_new_tokens))
     if flag("batch_size"):
