@@ -319,6 +319,7 @@ def test_vllm_moe_expert_loras(tmp_path, tiny_moe, moe_adapters):
     cfg.generation.max_new_tokens = 8
     cfg.model.vllm.gpu_memory_utilization = 0.3
     cfg.model.vllm.max_model_len = 2048
+    cfg.model.vllm.enforce_eager = True  # no CUDA graphs or compilation: a faster start for a tiny model
     variants = adapters.discover(cfg)
     backend = backends.create(cfg, device="cuda")
     backend.prepare(variants)
