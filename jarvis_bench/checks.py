@@ -470,7 +470,7 @@ def check_vllm(cfg: Config, src: ModelSource) -> Iterator[Check]:
         version = md.version("vllm")
     except md.PackageNotFoundError:
         version = "?"
-    bnb = m.quantization == "4bit" and not m.vllm.quantization
+    bnb = m.quantization == "4bit" and not m.vllm.quantization and not (src.config or {}).get("quantization_config")
     if bnb and importlib.util.find_spec("vllm_bnb_plugin") is None:
         yield Check("FAIL", "vllm", ve.BNB_PLUGIN.split(": run")[0], "run `uv sync --extra vllm`")
     experts = sizing.num_experts(src.config or {})

@@ -35,13 +35,14 @@ def peak_allocated() -> list[float]:
     return [] if cuda is None else [cuda.max_memory_allocated(i) / GIB for i in range(cuda.device_count())]
 
 
-def used() -> list[float]:
-    """GiB in use on each visible device by every process (driver view); [] without CUDA."""
+def used(devices: int | None = None) -> list[float]:
+    """GiB in use on each of the first `devices` visible devices (default: all) by every process (driver
+    view); [] without CUDA. Reading a device opens a CUDA context on it (~0.5 GB): ask only for those used."""
     cuda = _cuda()
     if cuda is None:
         return []
     out = []
-    for i in range(cuda.device_count()):
+    for i in range(min(devices or cuda.device_count(), cuda.device_count())):
         free, total = cuda.mem_get_info(i)
         out.append((total - free) / GIB)
     return out

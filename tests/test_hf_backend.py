@@ -299,15 +299,21 @@ def test_cuda_real_out_of_memory_is_recovered(demo_cfg, caplog):
     reqs = _requests(demo_cfg, ids)
     demo_cfg.generation.batch_size = 1
     list(backend.generate(variants[1], reqs[:1]))  # load, warm up the kernels
+    # The cap limits what the caching allocator reserves (segments), not what tensors hold: calibrate on
+    # reserved bytes, from an emptied cache.
     torch.cuda.synchronize()
-    baseline = torch.cuda.memory_allocated()
+    torch.cuda.empty_cache()
+    baseline = torch.cuda.memory_reserved()
     torch.cuda.reset_peak_memory_stats()
     want = _answers(backend, variants[1], reqs)
-    one_row = torch.cuda.max_memory_allocated() - baseline
+    one_row = torch.cuda.max_memory_reserved() - baseline
     demo_cfg.generation.batch_size = 16
+    list(backend.generate(variants[1], reqs))  # uncapped: what a batch of 16 reserves
+    sixteen = torch.cuda.max_memory_reserved() - baseline
+    assert sixteen > 6 * one_row, (sixteen, one_row)  # the cap below really stops the batch of 16
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.empty_cache()
-    torch.cuda.set_per_process_memory_fraction((baseline + 3 * one_row) / total)
+    torch.cuda.set_per_process_memory_fraction((torch.cuda.memory_reserved() + 4 * one_row) / total)
     try:
         with caplog.at_level("WARNING"):
             got = _answers(backend, variants[1], reqs)

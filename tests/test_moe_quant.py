@@ -54,7 +54,7 @@ def tiny_moe(tmp_path_factory, demo_base) -> Path:
 
 
 def _write_t4_adapter(folder: Path, base: Path, seed: int, *, experts: bool = True, dropout: float = 0.05,
-                      extra_keys: dict | None = None) -> Path:
+                      extra_keys: dict | None = None, attention: bool = True, scale: float = 0.1) -> Path:
     """A LoRA saved the way transformers 4 + peft saved one on Qwen3-MoE: every projection targeted,
     one LoRA per expert (`mlp.experts.3.gate_proj.lora_A.weight`), dropout 0.05."""
     import torch
@@ -63,12 +63,13 @@ def _write_t4_adapter(folder: Path, base: Path, seed: int, *, experts: bool = Tr
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape):
-        return torch.randn(*shape, generator=g) * 0.1
+        return torch.randn(*shape, generator=g) * scale
 
     sd = {}
     for layer in range(2):
         p = f"base_model.model.model.layers.{layer}"
-        for proj, (fan_in, fan_out) in {"q_proj": (H, 64), "k_proj": (H, 32), "v_proj": (H, 32), "o_proj": (64, H)}.items():
+        attn = {"q_proj": (H, 64), "k_proj": (H, 32), "v_proj": (H, 32), "o_proj": (64, H)} if attention else {}
+        for proj, (fan_in, fan_out) in attn.items():
             sd[f"{p}.self_attn.{proj}.lora_A.weight"] = rnd(R, fan_in)
             sd[f"{p}.self_attn.{proj}.lora_B.weight"] = rnd(fan_out, R)
         for e in range(E if experts else 0):
@@ -78,14 +79,15 @@ def _write_t4_adapter(folder: Path, base: Path, seed: int, *, experts: bool = Tr
     sd.update(extra_keys or {})
     folder.mkdir(parents=True, exist_ok=True)
     save_file(sd, str(folder / "adapter_model.safetensors"))
-    targets = ["q_proj", "k_proj", "v_proj", "o_proj"] + (["gate_proj", "up_proj", "down_proj"] if experts else [])
+    targets = (["q_proj", "k_proj", "v_proj", "o_proj"] if attention else []) + (
+        ["gate_proj", "up_proj", "down_proj"] if experts else [])
     (folder / "adapter_config.json").write_text(json.dumps({
         "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": R, "lora_alpha": ALPHA, "lora_dropout": dropout,
         "target_modules": targets, "bias": "none", "base_model_name_or_path": str(base)}), encoding="utf-8")
     return folder
 
 
-def _write_peft_adapter(folder: Path, base: Path, seed: int, **lora_kw) -> Path:
+def _write_peft_adapter(folder: Path, base: Path, seed: int, scale: float = 0.3, **lora_kw) -> Path:
     """An adapter made by peft itself on the unquantized model (random B, so it changes the answers)."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -97,7 +99,7 @@ def _write_peft_adapter(folder: Path, base: Path, seed: int, **lora_kw) -> Path:
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_" in name:
-                p.mul_(0.3)
+                p.mul_(scale)
     peft_model.save_pretrained(folder)
     return folder
 

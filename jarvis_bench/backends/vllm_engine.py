@@ -122,9 +122,11 @@ def adapter_layout(adapter_config: dict[str, Any], shapes: dict[str, list[int]],
 
 
 def engine_kwargs(cfg: Config, variants: Sequence[Variant], model_path: str, *, moe: bool = False,
-                  layouts: dict[str, AdapterLayout] | None = None) -> dict[str, Any]:
+                  layouts: dict[str, AdapterLayout] | None = None, prequantized: bool = False) -> dict[str, Any]:
     """Arguments for `vllm.LLM(...)` from our config. `moe`: the base is a mixture of experts; `layouts`:
-    adapter_layout() of each adapter variant, by name (default: rank r, no experts)."""
+    adapter_layout() of each adapter variant, by name (default: rank r, no experts); `prequantized`: the
+    checkpoint's config.json has a quantization_config, which vLLM follows (asking it for bitsandbytes
+    on an AWQ checkpoint is an error: vllm 0.33 config/model.py `_verify_quantization`)."""
     m, v = cfg.model, cfg.model.vllm
     adapters = [x for x in variants if not x.is_base]
     layouts = layouts or {}
@@ -146,6 +148,8 @@ def engine_kwargs(cfg: Config, variants: Sequence[Variant], model_path: str, *, 
         kw["distributed_executor_backend"] = v.distributed_executor_backend
     if v.quantization:
         kw["quantization"] = v.quantization
+    elif prequantized:
+        pass  # the checkpoint's own quantization, as the transformers backend does
     elif m.quantization == "4bit":
         if moe and adapters:
             raise ConfigError(BNB_MOE_LORA)
@@ -220,12 +224,15 @@ class VllmBackend:
         self.variants: list[Variant] = []
         self.layouts: dict[str, AdapterLayout] = {}
         self.moe = False
+        self.prequantized = False
+        self._devices = cfg.model.vllm.tensor_parallel_size * cfg.model.vllm.pipeline_parallel_size
         self.tokenizer: Any = None
         self._llm: Any = None
         self._token_ids: dict[str, list[int]] = {}
         self._used_before: list[float] = []
         self._info: dict[str, Any] = {"device": "cuda", "gpu": torch.cuda.get_device_name(0),
-                                      "gpu_count": torch.cuda.device_count(),
+                                      "gpu_count": torch.cuda.device_count(), "dtype": cfg.model.dtype,
+                                      "quantization": cfg.model.vllm.quantization or cfg.model.quantization,
                                       "tensor_parallel_size": cfg.model.vllm.tensor_parallel_size,
                                       "pipeline_parallel_size": cfg.model.vllm.pipeline_parallel_size}
 
@@ -245,6 +252,10 @@ class VllmBackend:
             raise ModelLoadError(f"cannot read the config of {m.base!r}: {str(exc).splitlines()[0]}") from None
         experts = sizing.num_experts(model_config)
         self.moe = experts > 0
+        qc = model_config.get("quantization_config")
+        self.prequantized = bool(qc)
+        if isinstance(qc, dict):
+            self._info["quantization"] = str(qc.get("quant_method") or "checkpoint")
         for v in self.variants:
             if v.is_base or v.path is None:
                 continue
@@ -254,7 +265,7 @@ class VllmBackend:
             if layout.problem:
                 raise AdapterError(f"adapter {v.path}: {layout.problem}; use model.backend \"transformers\"")
             self.layouts[v.name] = layout
-        kw = engine_kwargs(self.cfg, self.variants, self.model_path, moe=self.moe, layouts=self.layouts)
+        kw = self.engine_kwargs()
         if kw.get("quantization") == "bitsandbytes":
             if importlib.util.find_spec("vllm_bnb_plugin") is None:
                 raise BackendUnavailable(BNB_PLUGIN)
@@ -265,6 +276,10 @@ class VllmBackend:
                                                            trust_remote_code=m.trust_remote_code)
         except OSError as exc:
             raise ModelLoadError(f"cannot load the tokenizer of {m.base!r}: {str(exc).splitlines()[0]}") from None
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        return engine_kwargs(self.cfg, self.variants, self.model_path, moe=self.moe, layouts=self.layouts,
+                             prequantized=self.prequantized)
 
     def identity(self) -> dict[str, Any]:
         m = self.cfg.model
@@ -295,14 +310,18 @@ class VllmBackend:
 
             from .. import gpu
 
-            kw = engine_kwargs(self.cfg, self.variants, self.model_path, moe=self.moe, layouts=self.layouts)
-            self._used_before = gpu.used()
+            kw = self.engine_kwargs()
+            self._used_before = gpu.used(self._devices)
             t0 = time.perf_counter()
             try:
                 self._llm = LLM(**kw)
             except Exception as exc:  # vLLM raises many types (ValidationError, RuntimeError, OOM…)
                 raise ModelLoadError(f"vLLM could not start {self.cfg.model.base!r}: {engine_error(exc)}") from None
             self._info["vllm"] = vllm.__version__
+            try:  # what the engine resolved ("auto" -> the checkpoint's dtype), e.g. torch.bfloat16
+                self._info["dtype"] = str(self._llm.llm_engine.model_config.dtype).removeprefix("torch.")
+            except AttributeError:
+                pass
             self._info["base_load_s"] = round(time.perf_counter() - t0, 3)
             self._info["engine"] = {k: v for k, v in kw.items() if k not in ("model", "tokenizer")}
         return self._llm
@@ -333,7 +352,7 @@ class VllmBackend:
 
         info = dict(self._info)
         if self._llm is not None and self._used_before:
-            now = gpu.used()
+            now = gpu.used(self._devices)
             info.update(gpu.memory_info([max(a - b, 0.0) for a, b in zip(now, self._used_before)],
                                         "engine_gpu_memory_gib"))
         return info
