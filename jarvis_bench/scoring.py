@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .cache import SqliteStore
 from .config import Config
 from .errors import ConfigError, ModelLoadError
 from .fsutil import cache_root
@@ -52,12 +52,9 @@ class Embedder:
         self.source = resolve_embedder(model, base_dir)
         self.batch_size = batch_size
         self._model: Any = None
-        self._db = None
-        if cache:
-            path = cache_root() / "embeddings.sqlite3"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=30)
-            self._db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)")
+        self._store = SqliteStore(cache_root() / "embeddings.sqlite3",
+                                  ["CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)"],
+                                  "embedding cache") if cache else None
 
     def _key(self, text: str) -> str:
         return hashlib.sha256(f"{self.source}\0{text}".encode()).hexdigest()
@@ -79,7 +76,7 @@ class Embedder:
         out: list[np.ndarray | None] = [None] * len(texts)
         todo: dict[str, list[int]] = {}
         for i, t in enumerate(texts):
-            row = self._db.execute("SELECT vec FROM emb WHERE key = ?", (self._key(t),)).fetchone() if self._db else None
+            row = self._store.query("SELECT vec FROM emb WHERE key = ?", (self._key(t),)) if self._store else None
             if row is not None:
                 out[i] = np.frombuffer(row[0], dtype=np.float32)
             else:
@@ -91,15 +88,14 @@ class Embedder:
             for t, v in zip(uniq, vecs):
                 for i in todo[t]:
                     out[i] = v
-                if self._db:
-                    self._db.execute("INSERT OR REPLACE INTO emb VALUES (?, ?)", (self._key(t), v.tobytes()))
-            if self._db:
-                self._db.commit()
+            if self._store:
+                self._store.write("INSERT OR REPLACE INTO emb VALUES (?, ?)",
+                                  [(self._key(t), v.tobytes()) for t, v in zip(uniq, vecs)])
         return np.vstack(out) if out else np.zeros((0, 1), dtype=np.float32)
 
     def close(self) -> None:
-        if self._db:
-            self._db.close()
+        if self._store:
+            self._store.close()
 
 
 def score(data: dict[str, Any], cfg: Config, embed: EmbedFn | None) -> dict[str, Any]:
