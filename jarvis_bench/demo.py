@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 from .config import PROJECT_ROOT, Config
-from .errors import ModelLoadError
-from .fsutil import cache_root
+from .errors import ModelLoadError, OutputWriteError
+from .fsutil import CACHE_ENV, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ def base_dir() -> Path:
     target = _target(gguf)
     log.info("Dequantizing the demo model once (%s -> %s)…", gguf.name, target)
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tmp = target.with_name(target.name + ".partial")
@@ -72,10 +73,18 @@ def base_dir() -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = getattr(exc, "strerror", None) or str(exc).split("I/O error: ")[-1]
+        raise OutputWriteError(
+            f"cannot write the demo model into the cache {target.parent}: {reason}; it needs "
+            f"~0.6 GB: free some space, or point {CACHE_ENV} at a folder with room"
+        ) from None
     return target
 
 

@@ -44,6 +44,13 @@ class ModelLoadError(JarvisBenchError):
     exit_code = EXIT_RUNTIME
 
 
+class OutputWriteError(JarvisBenchError):
+    """A results, report or chart file could not be written (disk full, permission, path too long); the
+    previous file is unchanged and no temporary file is left."""
+
+    exit_code = EXIT_RUNTIME
+
+
 class RunTimeout(JarvisBenchError):
     """The whole-run timeout (generation.timeout_s) was reached; finished answers are kept."""
 

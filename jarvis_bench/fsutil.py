@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputWriteError
+
 CACHE_ENV = "JARVIS_BENCH_CACHE"
 
 
@@ -24,22 +26,42 @@ def cache_root() -> Path:
     return Path(platformdirs.user_cache_dir("jarvis-bench", appauthor=False))
 
 
+def write_error(path: str | Path, exc: OSError) -> OutputWriteError:
+    """One line for a file that could not be written: which file, why, and what to do."""
+    import errno
+
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    code = errno.errorcode.get(exc.errno or 0)
+    return OutputWriteError(
+        f"cannot write {path}: {reason}{f' ({code})' if code else ''}; free some space, fix the folder's "
+        "permissions or choose another output folder, then rerun (the previous file is unchanged)"
+    )
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside `dest`; it replaces `dest` only if the block succeeds."""
+    """Yield a temporary path beside `dest`; it replaces `dest` only if the block succeeds. Any OSError
+    while writing (disk full, permission, path too long) becomes one OutputWriteError naming `dest`, the
+    previous `dest` intact and the temporary file removed."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or dest.suffix, dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or dest.suffix, dir=dest.parent)
+    except OSError as exc:
+        raise write_error(dest, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
         yield tmp_path
         os.replace(tmp_path, dest)
+    except OSError as exc:
+        raise write_error(dest, exc) from None
     finally:
-        tmp_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp_path.unlink(missing_ok=True)
 
 
 def atomic_write_text(dest: str | Path, text: str) -> None:
@@ -57,11 +79,14 @@ def atomic_write_json(dest: str | Path, data: Any) -> None:
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one record and flush it to disk (an interrupted run keeps every finished line)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8", newline="\n") as fh:
-        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8", newline="\n") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise write_error(path, exc) from None
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -78,9 +78,12 @@ def run(
     deadline = time.monotonic() + cfg.generation.timeout_s if cfg.generation.timeout_s else None
     total = len(requests) * len(variants)
 
-    def record(gen: Generation) -> None:
+    def record(gen: Generation, *, new: bool = False) -> None:
+        key = keys[(gen.prompt_id, gen.variant)]
         outcome.generations[(gen.prompt_id, gen.variant)] = gen
-        append_jsonl(jsonl, {**gen.to_dict(), "key": keys[(gen.prompt_id, gen.variant)]})
+        if new and cache is not None:  # first: an answer is kept even if the results folder cannot be written
+            cache.put(key, gen)
+        append_jsonl(jsonl, {**gen.to_dict(), "key": key})
 
     with Progress(total=total, enabled=progress, description="Génération") as bar:
         try:
@@ -103,9 +106,7 @@ def run(
                 bar.describe(f"Génération · {v.name}")
                 t0 = time.perf_counter()
                 for gen in backend.generate(v, todo):
-                    record(gen)
-                    if cache is not None:
-                        cache.put(keys[(gen.prompt_id, v.name)], gen)
+                    record(gen, new=True)
                     outcome.generated += 1
                     bar.advance()
                     if deadline is not None and time.monotonic() >= deadline:

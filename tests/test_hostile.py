@@ -126,3 +126,122 @@ def test_benchmark_with_broken_caches_gives_the_same_answers(demo_run, tmp_path)
     for r in data["results"]:
         assert {v: a["response"] for v, a in r["variants"].items()} == {
             v: a["response"] for v, a in want[r["id"]].items()}
+
+
+# ----------------------------------------------------------------------------- writing results can fail cleanly
+
+
+def _fail_writes_to(monkeypatch, name: str):
+    """Every fsync of a file called `name` (or a temporary file beside it) fails as a full disk does."""
+    import errno
+
+    real = os.fsync
+
+    def fsync(fd):
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        if Path(target).name == name or Path(target).name.startswith(f".{name}."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.mark.parametrize("name", ["benchmark_results.json", "generations.jsonl", "flips.csv"])
+def test_a_full_disk_while_writing_is_one_line_and_exit_3(demo_run, tmp_path, monkeypatch, capsys, name):
+    from jarvis_bench.commands import benchmark
+
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / name).write_text("previous\n", encoding="utf-8")
+    _fail_writes_to(monkeypatch, name)
+    code = benchmark.main(["--demo", "--quiet", "--output-dir", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3
+    assert err[-1] == (f"error: cannot write {out / name}: No space left on device (ENOSPC); free some space, fix "
+                       "the folder's permissions or choose another output folder, then rerun (the previous file "
+                       "is unchanged)")
+    if name != "generations.jsonl":  # appended to, not replaced: it holds what was written before the failure
+        assert (out / name).read_text(encoding="utf-8") == "previous\n"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+    monkeypatch.undo()
+    code = benchmark.main(["--demo", "--quiet", "--output-dir", str(out)])  # space freed: nothing generated
+    data = json.loads((out / "benchmark_results.json").read_text(encoding="utf-8"))
+    per = data["metadata"]["timings"]["per_variant"]
+    assert code == 0 and sum(v["from_cache"] for v in per.values()) == 60
+
+
+def test_report_and_charts_on_a_full_disk(demo_run, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from jarvis_bench.commands import analyze
+
+    shutil.copy(demo_run["out"] / "benchmark_results.json", tmp_path / "benchmark_results.json")
+    for name in ("benchmark_report.txt", "benchmark_charts.png"):
+        (tmp_path / name).write_text("previous\n", encoding="utf-8")
+    import matplotlib.figure
+
+    def full(self, fname, *a, **kw):
+        import errno
+
+        raise OSError(errno.ENOSPC, "No space left on device", str(fname))
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    code = analyze.main(["--input", str(tmp_path / "benchmark_results.json"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and len(err) == 1 and "cannot write" in err[0] and "benchmark_charts.png" in err[0]
+    assert (tmp_path / "benchmark_charts.png").read_text(encoding="utf-8") == "previous\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_real_full_disk_under_the_results(demo_run, tmp_path, capsys):
+    """The same on a real 64 KB filesystem (root only): the answers fit, the results do not."""
+    from jarvis_bench.commands import benchmark
+
+    with _tmpfs(tmp_path / "small", size="48k") as small:
+        code = benchmark.main(["--demo", "--quiet", "--output-dir", str(small)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 3 and len(err) == 1 and "No space left on device (ENOSPC)" in err[0], err
+        assert not [p for p in small.iterdir() if p.name.startswith(".")]
+
+
+def test_answers_generated_before_a_write_failure_are_not_generated_again(demo_base, tmp_path, monkeypatch, capsys):
+    """A fresh cache; the results folder fills up at the third answer: the rerun generates only the rest."""
+    import errno
+
+    from jarvis_bench.commands import benchmark
+
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    (cache_dir / "models").symlink_to(Path(os.environ["JARVIS_BENCH_CACHE"]) / "models", target_is_directory=True)
+    monkeypatch.setenv("JARVIS_BENCH_CACHE", str(cache_dir))
+    real, appended = os.fsync, []
+
+    def fsync(fd):
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).name == "generations.jsonl":
+            appended.append(fd)
+            if len(appended) == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    argv = ["--demo", "--quiet", "--limit", "2", "--output-dir", str(tmp_path / "res")]
+    assert benchmark.main(argv) == 3
+    assert "generations.jsonl: No space left on device" in capsys.readouterr().err
+    monkeypatch.setattr(os, "fsync", real)
+    assert benchmark.main(argv) == 0
+    data = json.loads((tmp_path / "res" / "benchmark_results.json").read_text(encoding="utf-8"))
+    assert sum(v["from_cache"] for v in data["metadata"]["timings"]["per_variant"].values()) == 3
+
+
+def test_no_room_for_the_demo_model_in_the_cache(tmp_path, monkeypatch, capsys):
+    """The first demo run dequantizes the model into the cache (~0.6 GB): a full disk is one line."""
+    from jarvis_bench.commands import benchmark
+
+    with _tmpfs(tmp_path / "small", size="1m") as small:
+        monkeypatch.setenv("JARVIS_BENCH_CACHE", str(small))
+        code = benchmark.main(["--demo", "--quiet", "--no-cache", "--output-dir", str(tmp_path / "res")])
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.startswith("error:")]  # (tqdm bars: imported before --quiet)
+        assert code == 3 and len(lines) == 1 and "Traceback" not in err, err
+        assert lines[0].startswith(f"error: cannot write the demo model into the cache {small / 'models'}: No space left")
+        assert not list((small / "models").iterdir())  # the partial copy is removed
