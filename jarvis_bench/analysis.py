@@ -9,7 +9,7 @@ from typing import Any
 from . import stats
 from .config import Config
 from .metrics import SCORER_VERSION
-from .verdict import decide, recommendations
+from .verdict import decide, incomplete, recommendations
 
 COMPARED = ("relevance", "keyword_hits", "keyword_ratio", "tool_correct", "args_score", "correction_score",
             "cosine_to_reference")
@@ -88,20 +88,31 @@ def analyze(data: dict[str, Any], cfg: Config) -> dict[str, Any]:
 
     per_variant = {v: {"overall": _means(rows, v), "by_category": {c: _means(by_cat_rows[c], v) for c in categories}}
                    for v in variants}
+    # Adapters are judged on the prompts every variant answered, all on the same ones; a missing or failed
+    # answer anywhere leaves every verdict INCOMPLETE (a verdict from the survivors would be biased).
+    def answered(r: dict[str, Any], v: str) -> bool:
+        return bool((r["variants"].get(v) or {}).get("metrics"))
+
+    complete = [r for r in rows if all(answered(r, v) for v in variants)]
+    missing = sum(not answered(r, v) for r in rows for v in variants)
+    complete_by_cat = {c: [r for r in complete if r["category"] == c] for c in categories}
     comparisons: dict[str, Any] = {}
     for a in adapters:
-        overall = _compare_rows(rows, a, cfg, seed)
-        by_category = {c: _compare_rows(by_cat_rows[c], a, cfg, seed) for c in categories}
+        overall = _compare_rows(complete, a, cfg, seed)
+        by_category = {c: _compare_rows(complete_by_cat[c], a, cfg, seed) for c in categories}
         by_category = {c: v for c, v in by_category.items() if "relevance" in v}
-        b, t, ids = _pairs(rows, a, "relevance")
+        b, t, ids = _pairs(complete, a, "relevance")
         tol = cfg.scoring.regression_tolerance
         status = {i: flip_status(x, y, tol) for i, x, y in zip(ids, b, t)}
         regressions = [i for i, s in status.items() if s == "regressed"]
         improvements = [i for i, s in status.items() if s == "improved"]
         cmp = {"overall": overall, "by_category": by_category, "regressions": regressions,
                "improvements": improvements}
-        if "relevance" in overall and "keyword_hits" in overall:
-            cmp["verdict"] = decide(overall["relevance"], overall["keyword_hits"], len(regressions), cfg.thresholds)
+        measured = (decide(overall["relevance"], overall["keyword_hits"], len(regressions), cfg.thresholds)
+                    if "relevance" in overall and "keyword_hits" in overall else None)
+        verdict = incomplete(measured, missing, len(complete)) if missing or len(complete) < 2 else measured
+        if verdict is not None:
+            cmp["verdict"] = verdict
             o = per_variant[a]["overall"]
             counts = {"truncated": o["truncated"], "thinking": o["thinking"], "errors": o["errors"],
                       "malformed_calls": o["malformed_calls"]}

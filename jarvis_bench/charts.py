@@ -27,12 +27,18 @@ def _summary_text(data: dict[str, Any], lang: str) -> str:
         lines += [f"{head} {' > '.join(st['ranking'])}", f"  ({best} {st['best_adapter']})", ""]
     for v, block in st["variants"].items():
         o = block["overall"]
+        if o["relevance"] is None:  # every answer of this variant failed
+            lines.append(f"{v}: -")
+            continue
         lines.append(f"{v}: pertinence {o['relevance']:.3f} · mots-clés {o['keyword_hits']:.2f} · outil "
                      f"{o['tool_correct']:.0%}" if lang == "fr" else
                      f"{v}: relevance {o['relevance']:.3f} · keywords {o['keyword_hits']:.2f} · tool "
                      f"{o['tool_correct']:.0%}")
     for name, cmp in st["comparisons"].items():
         if "verdict" not in cmp:
+            continue
+        if "relevance" not in cmp["overall"]:
+            lines += ["", f"{name} vs base", "  VERDICT : INCOMPLETE" if lang == "fr" else "  VERDICT: INCOMPLETE"]
             continue
         r, v = cmp["overall"]["relevance"], cmp["verdict"]
         unit = "%" if v["relevance_gain_unit"] == "percent" else " pts"

@@ -27,6 +27,7 @@ def generate(
     device: str = "auto",
     argv: Sequence[str] | None = None,
     started: float | None = None,
+    skip_too_long: bool = False,
 ) -> tuple[dict[str, Any], runner.RunOutcome]:
     """Answer `prompts` with every variant from one model load; the results dict (unscored) + outcome."""
     t0 = started if started is not None else time.perf_counter()
@@ -39,7 +40,8 @@ def generate(
         t_prep = time.perf_counter()
         backend.prepare(variants)
         prepare_s = time.perf_counter() - t_prep
-        outcome = runner.run(cfg, backend, variants, prompts, out_dir=out_dir, cache=cache, progress=progress)
+        outcome = runner.run(cfg, backend, variants, prompts, out_dir=out_dir, cache=cache, progress=progress,
+                             skip_too_long=skip_too_long)
         info = backend.info()
     finally:
         backend.close()

@@ -9,6 +9,7 @@ T = {
         "title": "RAPPORT DE BENCHMARK JARVIS — base vs fine-tuning LoRA",
         "date": "Date", "base": "Modèle de base", "adapters": "Adaptateurs", "device": "Matériel", "quant": "quantification", "no_quant": "aucune",
         "prompts": "Prompts", "config": "Config (sha256)", "scorer": "notation", "incomplete": "ATTENTION : run incomplet, {n} réponses manquantes",
+        "skipped": "Prompts écartés (--skip-too-long, plus longs que le contexte de {c} tokens) : {n} — {ids}",
         "global": "1. STATISTIQUES GLOBALES", "variant": "variante", "relevance": "pertinence",
         "kw": "mots-clés (moy.)", "kw_ratio": "mots-clés %", "tool": "outil correct", "cos_base": "cos. vs base",
         "cos_ref": "cos. vs réf.", "tokens": "tokens (moy.)", "truncated": "tronquées", "errors": "erreurs",
@@ -22,7 +23,11 @@ T = {
         "mcnemar": "  Outil correct : {g} gagnés, {l} perdus (McNemar exact p = {p:.4g})",
         "wtl": "  Victoires / égalités / défaites : {w} / {t} / {l}",
         "levels": {"GOOD": "BON FINE-TUNING ✓ — déployer", "MODERATE": "FINE-TUNING MODÉRÉ ~ — réentraîner avec plus de données",
-                   "INSUFFICIENT": "FINE-TUNING INSUFFISANT ✗ — revoir la stratégie"},
+                   "INSUFFICIENT": "FINE-TUNING INSUFFISANT ✗ — revoir la stratégie",
+                   "INCOMPLETE": "PAS DE VERDICT — run incomplet"},
+        "incomplete_verdict": "{m} réponse(s) manquante(s) ou en erreur : relancer la même commande pour terminer "
+                              "(les réponses en erreur sont régénérées) ; mesures ci-dessous sur les {c} prompts "
+                              "complets seulement",
         "gain": "gain de pertinence {g:+.2f}{u} · mots-clés {k:+.4f}/réponse · régressions {r}",
         "checks": {"relevance_gain": "gain > {g}%", "keyword_gain": "mots-clés > {k}", "no_regression": "régressions ≤ {r}"},
         "ranking": "Classement des adaptateurs : {r} (meilleur : {b})",
@@ -32,6 +37,7 @@ T = {
         "title": "JARVIS BENCHMARK REPORT — base vs LoRA fine-tune",
         "date": "Date", "base": "Base model", "adapters": "Adapters", "device": "Hardware", "quant": "quantization", "no_quant": "none",
         "prompts": "Prompts", "config": "Config (sha256)", "scorer": "scorer", "incomplete": "WARNING: incomplete run, {n} answers missing",
+        "skipped": "Prompts left out (--skip-too-long, longer than the {c}-token context): {n} — {ids}",
         "global": "1. GLOBAL STATISTICS", "variant": "variant", "relevance": "relevance",
         "kw": "keywords (mean)", "kw_ratio": "keywords %", "tool": "tool correct", "cos_base": "cos. vs base",
         "cos_ref": "cos. vs ref.", "tokens": "tokens (mean)", "truncated": "truncated", "errors": "errors",
@@ -45,7 +51,10 @@ T = {
         "mcnemar": "  Tool correct: {g} gained, {l} lost (exact McNemar p = {p:.4g})",
         "wtl": "  Wins / ties / losses: {w} / {t} / {l}",
         "levels": {"GOOD": "GOOD FINE-TUNE ✓ — deploy", "MODERATE": "MODERATE FINE-TUNE ~ — retrain with more data",
-                   "INSUFFICIENT": "INSUFFICIENT FINE-TUNE ✗ — revisit the strategy"},
+                   "INSUFFICIENT": "INSUFFICIENT FINE-TUNE ✗ — revisit the strategy",
+                   "INCOMPLETE": "NO VERDICT — incomplete run"},
+        "incomplete_verdict": "{m} answer(s) missing or failed: rerun the same command to finish (failed answers are "
+                              "generated again); the figures below are on the {c} complete prompts alone",
         "gain": "relevance gain {g:+.2f}{u} · keywords {k:+.4f}/answer · regressions {r}",
         "checks": {"relevance_gain": "gain > {g}%", "keyword_gain": "keywords > {k}", "no_regression": "regressions ≤ {r}"},
         "ranking": "Adapter ranking: {r} (best: {b})",
@@ -120,6 +129,9 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
                f"{t['quant']} {t['no_quant'] if meta.get('quantization') in (None, 'none') else meta['quantization']}"
                f" · backend {meta['backend']}")
     out.append(f"{t['prompts']}: {meta['n_prompts']} · {', '.join(meta['categories'])}")
+    if meta.get("skipped_prompts"):
+        out.append(t["skipped"].format(n=len(meta["skipped_prompts"]), ids=", ".join(s["id"] for s in meta["skipped_prompts"]),
+                                       c=meta["skipped_prompts"][0]["context"]))
     out.append(f"{t['config']}: {meta['config_sha256'][:16]} · {t['scorer']} v{meta.get('scorer_version', 1)}")
     if not meta.get("complete", True):
         out.append(t["incomplete"].format(n=meta.get("missing_answers")))
@@ -138,6 +150,8 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
     for name, cmp in st["comparisons"].items():
         rows = []
         for cat, c in [*cmp["by_category"].items(), ("GLOBAL", cmp["overall"])]:
+            if "relevance" not in c:  # no prompt every variant answered
+                continue
             r = c["relevance"]
             rows.append([cat, str(r["n"]), _f(r["mean_base"]), _f(r["mean_finetuned"]), _f(r["delta"], "+.4f"),
                          f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", _f(r["p_value"], ".4g"),
@@ -178,6 +192,8 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
 
     out += ["", t["signif"]]
     for name, cmp in st["comparisons"].items():
+        if "relevance" not in cmp["overall"]:
+            continue
         r = cmp["overall"]["relevance"]
         out.append(t["sig_line"].format(name=name, d=r["delta"], c=conf, lo=r["ci_low"], hi=r["ci_high"],
                                         test=r["test"], p=r["p_value"], s=t["sig_yes"] if r["significant"] else t["sig_no"]))
@@ -194,6 +210,10 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
             continue
         unit = "%" if v["relevance_gain_unit"] == "percent" else t["points"]
         out.append(f"  {name}: {t['levels'][v['level']]}")
+        if v["level"] == "INCOMPLETE":
+            out.append("    " + t["incomplete_verdict"].format(m=v["missing_answers"], c=v["complete_prompts"]))
+            if v["relevance_gain"] is None:
+                continue
         out.append("    " + t["gain"].format(g=v["relevance_gain"], u=unit, k=v["keyword_gain"], r=v["regressions"]))
         checks = t["checks"]
         vals = {"g": th.get("good_relevance_gain_pct"), "k": th.get("min_keyword_gain"), "r": th.get("max_regressions")}

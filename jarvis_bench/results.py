@@ -58,6 +58,7 @@ def build(
     argv: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     adapters = [v for v in variants if not v.is_base]
+    skipped = {s["id"] for s in outcome.skipped}
     metadata_block = {
         "schema_version": SCHEMA_VERSION,
         "base_model": cfg.model.base_name or cfg.model.base,
@@ -76,12 +77,13 @@ def build(
         "versions": versions(),
         "platform": {"system": platform.system(), "machine": platform.machine(), "python": sys.version.split()[0]},
         "command": list(argv) if argv is not None else None,
-        "n_prompts": len(prompts),
+        "n_prompts": len(prompts) - len(skipped),
         "categories": list(dict.fromkeys(p.category for p in prompts)),
         "complete": outcome.missing == 0,
         "timed_out": outcome.timed_out,
         "interrupted": outcome.interrupted,
         "missing_answers": outcome.missing,
+        "skipped_prompts": outcome.skipped,
         "timings": {
             **timings,
             "per_variant": {v.name: _variant_timing(outcome, v.name) for v in variants},
@@ -89,6 +91,8 @@ def build(
     }
     results = []
     for p in prompts:
+        if p.id in skipped:  # listed in metadata.skipped_prompts, judged on the others
+            continue
         entry: dict[str, Any] = {
             "id": p.id,
             "category": p.category,

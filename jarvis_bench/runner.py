@@ -14,6 +14,7 @@ from .adapters import Variant
 from .backends.base import Backend, Generation, Request
 from .cache import GenerationCache, generation_key
 from .config import Config, PromptSpec
+from .errors import ConfigError
 from .fsutil import append_jsonl
 from .progress import Progress
 
@@ -31,6 +32,7 @@ class RunOutcome:
     timed_out: bool = False
     interrupted: bool = False
     missing: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # prompts too long for the model (--skip-too-long)
 
 
 def params(cfg: Config) -> dict[str, Any]:
@@ -53,6 +55,32 @@ def rendered(backend: Backend, request: Request, cache: GenerationCache | None) 
     return text
 
 
+def _check_fit(backend: Backend, todos: dict[str, list[Request]], max_new_tokens: int, skip_too_long: bool,
+               outcome: RunOutcome) -> set[str]:
+    """Before anything is generated: the prompts to generate whose tokens + max_new_tokens exceed the
+    model's context. A model fed past its context does not fail, it grinds on positions it was never
+    trained for; so that is a user error (exit 2), or with --skip-too-long those prompts are left out."""
+    check = getattr(backend, "too_long", None)
+    pending = list({r.prompt_id: r for rs in todos.values() for r in rs}.values())
+    if check is None or not pending:
+        return set()
+    over = check(pending, max_new_tokens)
+    if not over:
+        return set()
+    ctx, source = over[0]["context"], over[0]["source"]
+    listed = ", ".join(f"{o['id']} ({o['tokens']} tokens)" for o in over[:5]) + (" …" if len(over) > 5 else "")
+    if not skip_too_long:
+        raise ConfigError(
+            f"{len(over)} prompt(s) do not fit the model's context of {ctx} tokens ({source}) with "
+            f"generation.max_new_tokens {max_new_tokens}: {listed}; shorten them or lower "
+            "generation.max_new_tokens, or pass --skip-too-long to run the others"
+        )
+    log.warning("Skipping %d prompt(s) longer than the model's context of %d tokens with max_new_tokens %d (%s): %s.",
+                len(over), ctx, max_new_tokens, source, listed)
+    outcome.skipped = over
+    return {o["id"] for o in over}
+
+
 def run(
     cfg: Config,
     backend: Backend,
@@ -62,6 +90,7 @@ def run(
     out_dir: Path,
     cache: GenerationCache | None,
     progress: bool = True,
+    skip_too_long: bool = False,
 ) -> RunOutcome:
     """Answer every prompt with every variant. Finished answers are flushed to disk one by one,
     so an interruption (KeyboardInterrupt propagates after this returns partial state) loses nothing."""
@@ -87,8 +116,9 @@ def run(
 
     with Progress(total=total, enabled=progress, description="Génération") as bar:
         try:
+            todos: dict[str, list[Request]] = {}
             for v in variants:
-                todo = []
+                todos[v.name] = []
                 for r in requests:
                     hit = cache.get(keys[(r.prompt_id, v.name)]) if cache else None
                     if hit is not None:
@@ -97,7 +127,10 @@ def run(
                         outcome.from_cache += 1
                         bar.advance()
                     else:
-                        todo.append(r)
+                        todos[v.name].append(r)
+            skip = _check_fit(backend, todos, cfg.generation.max_new_tokens, skip_too_long, outcome)
+            for v in variants:
+                todo = [r for r in todos[v.name] if r.prompt_id not in skip]
                 if not todo:
                     continue
                 if deadline is not None and time.monotonic() >= deadline:
@@ -117,7 +150,7 @@ def run(
                     break
         except KeyboardInterrupt:
             outcome.interrupted = True
-    outcome.missing = total - len(outcome.generations)
+    outcome.missing = total - len(outcome.generations) - len(outcome.skipped) * len(variants)
     if outcome.timed_out:
         log.warning(
             "generation.timeout_s (%ss) reached: %d answers kept, %d missing; rerun to finish them.",

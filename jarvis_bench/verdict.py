@@ -6,10 +6,10 @@ from typing import Any
 
 from .config import ThresholdsSection
 
-GOOD, MODERATE, INSUFFICIENT = "GOOD", "MODERATE", "INSUFFICIENT"
+GOOD, MODERATE, INSUFFICIENT, INCOMPLETE = "GOOD", "MODERATE", "INSUFFICIENT", "INCOMPLETE"
 
 
-LEVELS = (INSUFFICIENT, MODERATE, GOOD)  # worst to best
+LEVELS = (INCOMPLETE, INSUFFICIENT, MODERATE, GOOD)  # worst to best: no verdict is below any verdict
 
 
 def gate(statistics: dict[str, Any], *, fail_below: str | None, fail_on_regression: bool) -> str | None:
@@ -19,6 +19,9 @@ def gate(statistics: dict[str, Any], *, fail_below: str | None, fail_on_regressi
     v = cmp.get("verdict")
     if v is None:
         return "no adapter was compared with the base" if (fail_below or fail_on_regression) else None
+    if v["level"] == INCOMPLETE and (fail_below or fail_on_regression):
+        return (f"best adapter {best} has no verdict (INCOMPLETE: {v['missing_answers']} answer(s) missing or "
+                "failed); rerun the same command to finish them")
     if fail_below and LEVELS.index(v["level"]) < LEVELS.index(fail_below):
         return f"best adapter {best} is {v['level']}, below the required {fail_below}"
     if fail_on_regression and v["regressions"] > 0:
@@ -57,6 +60,17 @@ def decide(relevance: dict[str, Any], keyword_hits: dict[str, Any], regressions:
     }
 
 
+def incomplete(measured: dict[str, Any] | None, missing: int, complete: int) -> dict[str, Any]:
+    """No verdict while answers are missing or failed: level INCOMPLETE, with what the complete prompts
+    alone would say (`measured_level`, for information only) and how many answers are missing."""
+    out: dict[str, Any] = dict(measured) if measured else {
+        "relevance_gain": None, "relevance_gain_unit": "percent", "keyword_gain": None, "regressions": 0,
+        "checks": {}, "significant": False, "p_value": None, "ci": [None, None], "min_detectable_delta": None}
+    out.update(level=INCOMPLETE, measured_level=measured["level"] if measured else None, missing_answers=missing,
+               complete_prompts=complete)
+    return out
+
+
 def _rec(code: str, fr: str, en: str) -> dict[str, str]:
     return {"code": code, "fr": fr, "en": en}
 
@@ -65,7 +79,18 @@ def recommendations(name: str, cmp: dict[str, Any], verdict: dict[str, Any], cou
     """Specific advice from the data: weak categories, regressed prompts, truncation/thinking/errors, next steps."""
     out: list[dict[str, str]] = []
     level = verdict["level"]
-    if level == GOOD:
+    if level == INCOMPLETE:
+        m, c = verdict["missing_answers"], verdict["complete_prompts"]
+        out.append(_rec(
+            "incomplete",
+            f"{name} : pas de verdict, {m} réponse(s) manquante(s) ou en erreur ({c} prompts complets) — relancer "
+            "la même commande pour terminer (les réponses en erreur sont régénérées, les autres viennent du cache).",
+            f"{name}: no verdict, {m} answer(s) missing or failed ({c} complete prompts) — rerun the same command "
+            "to finish (failed answers are generated again, the others come from the cache).",
+        ))
+        if verdict["relevance_gain"] is None:
+            return out
+    elif level == GOOD:
         out.append(_rec("deploy", f"{name} : déployer en production, puis surveiller les réponses réelles.",
                         f"{name}: deploy to production, then monitor real answers."))
     elif level == MODERATE and verdict["checks"]["relevance_gain"]:

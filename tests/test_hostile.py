@@ -245,3 +245,129 @@ def test_no_room_for_the_demo_model_in_the_cache(tmp_path, monkeypatch, capsys):
         assert code == 3 and len(lines) == 1 and "Traceback" not in err, err
         assert lines[0].startswith(f"error: cannot write the demo model into the cache {small / 'models'}: No space left")
         assert not list((small / "models").iterdir())  # the partial copy is removed
+
+
+# ----------------------------------------------------------------------------- no verdict from failed answers
+
+
+def _with_errors(demo_run, failed_ids):
+    import copy
+
+    data = copy.deepcopy(demo_run["data"])
+    for r in data["results"]:
+        if r["id"] in failed_ids:
+            for a in r["variants"].values():
+                a.update(response="", error="timeout after 5 s", metrics=None)
+    return data
+
+
+def test_failed_answers_give_no_verdict_and_fail_the_gate(demo_run, demo_cfg):
+    from jarvis_bench import analysis, report
+    from jarvis_bench.verdict import gate
+
+    whole = demo_run["data"]["statistics"]["comparisons"]["jarvis-demo"]["verdict"]
+    data = _with_errors(demo_run, {"cmd-01", "rt-04"})
+    analysis.analyze(data, demo_cfg)
+    cmp = data["statistics"]["comparisons"]["jarvis-demo"]
+    v = cmp["verdict"]
+    assert v["level"] == "INCOMPLETE" and v["missing_answers"] == 4 and v["complete_prompts"] == 28
+    assert v["measured_level"] in {"GOOD", "MODERATE", "INSUFFICIENT"} and cmp["overall"]["relevance"]["n"] == 28
+    assert whole["level"] != "INCOMPLETE"
+    assert "INCOMPLETE" in gate(data["statistics"], fail_below="MODERATE", fail_on_regression=False)
+    assert "rerun" in gate(data["statistics"], fail_below=None, fail_on_regression=True)
+    assert gate(data["statistics"], fail_below=None, fail_on_regression=False) is None
+    assert cmp["recommendations"][0]["code"] == "incomplete"
+    fr, en = report.render(data, "fr"), report.render(data, "en")
+    assert "PAS DE VERDICT" in fr and "4 réponse(s) manquante(s) ou en erreur" in fr
+    assert "NO VERDICT" in en and "on the 28 complete prompts alone" in en and "GOOD FINE-TUNE" not in en
+
+
+def test_one_surviving_pair_is_no_verdict_either(demo_run, demo_cfg, tmp_path):
+    """The slow-server case: nearly every answer failed; what is left cannot make a verdict."""
+    from jarvis_bench import analysis, charts, report
+
+    ids = [r["id"] for r in demo_run["data"]["results"]]
+    for keep in (ids[:1], []):
+        data = _with_errors(demo_run, set(ids) - set(keep))
+        analysis.analyze(data, demo_cfg)
+        v = data["statistics"]["comparisons"]["jarvis-demo"]["verdict"]
+        assert v["level"] == "INCOMPLETE" and v["missing_answers"] == 2 * (30 - len(keep))
+        assert "NO VERDICT" in report.render(data, "en")
+        charts.write(data, tmp_path / "c.png", "fr")
+
+
+def test_benchmark_with_failed_answers_exits_4_under_a_gate(demo_run, tmp_path, config_data, capsys):
+    """Answers replayed from a server where 8 of 10 requests timed out: no GOOD verdict, gate exit 4."""
+    from jarvis_bench.commands import benchmark
+
+    from .conftest import write_config
+    from .test_adapters import make_adapter
+
+    make_adapter(tmp_path / "output" / "run-1" / "final")
+    rows = []
+    for i, r in enumerate(demo_run["data"]["results"][:10]):
+        for v, name in (("base", "base"), ("jarvis-demo", "run-1")):
+            ok = i < 2
+            rows.append({"id": r["id"], "variant": name, **({"response": r["variants"][v]["response"]} if ok
+                                                              else {"error": "read timeout after 5 s"})})
+    (tmp_path / "answers.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows))
+    data = json.loads(json.dumps(config_data))
+    data["model"].update({"backend": "replay", "replay_file": "answers.jsonl", "adapters": "auto"})
+    cfg = write_config(tmp_path / "cfg.json", data)
+    out = tmp_path / "res"
+    code = benchmark.main(["--config", str(cfg), "--output-dir", str(out), "--limit", "10", "--fail-below", "GOOD"])
+    captured = capsys.readouterr()
+    assert code == 4, captured.err
+    assert "gate failed: best adapter run-1 has no verdict (INCOMPLETE: 16 answer(s) missing or failed)" in captured.err
+    assert "VERDICT run-1: INCOMPLETE" in captured.out and "GOOD" not in captured.out.split("VERDICT run-1")[1]
+    result = json.loads((out / "benchmark_results.json").read_text(encoding="utf-8"))
+    assert result["statistics"]["comparisons"]["run-1"]["verdict"]["level"] == "INCOMPLETE"
+
+
+# ----------------------------------------------------------------------------- prompts that do not fit
+
+
+def _long_prompt_config(tmp_path, config_data):
+    from .conftest import write_config
+
+    data = json.loads(json.dumps(config_data))
+    long = {**data["prompts"][0], "id": "cmd-99", "prompt": "ouvre chrome puis ferme la fenêtre, " * 1200}
+    firsts = [next(p for p in data["prompts"] if p["category"] == c) for c in dict.fromkeys(
+        p["category"] for p in data["prompts"])]  # one prompt of each category
+    data["prompts"] = firsts + [long]
+    return write_config(tmp_path / "long.json", data)
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_generating(demo_base, tmp_path, config_data, capsys,
+                                                                       monkeypatch):
+    from jarvis_bench.backends.hf import TransformersBackend
+    from jarvis_bench.commands import benchmark
+
+    generated = []
+    real = TransformersBackend.generate
+    monkeypatch.setattr(TransformersBackend, "generate",
+                        lambda self, v, reqs: (generated.append(len(reqs)), (yield from real(self, v, reqs)))[1])
+    cfg = _long_prompt_config(tmp_path, config_data)
+    code = benchmark.main(["--demo", "--config", str(cfg), "--output-dir", str(tmp_path / "r"), "--quiet", "--no-cache"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and not generated
+    assert err[0].startswith("error: 1 prompt(s) do not fit the model's context of 8192 tokens (config.json "
+                             "max_position_embeddings) with generation.max_new_tokens ")
+    assert "cmd-99 (" in err[0] and "--skip-too-long" in err[0]
+
+
+def test_skip_too_long_runs_the_others_and_says_so(demo_base, tmp_path, config_data):
+    from jarvis_bench import report
+    from jarvis_bench.commands import benchmark
+
+    cfg = _long_prompt_config(tmp_path, config_data)
+    out = tmp_path / "r"
+    code = benchmark.main(["--demo", "--config", str(cfg), "--output-dir", str(out), "--quiet", "--skip-too-long"])
+    data = json.loads((out / "benchmark_results.json").read_text(encoding="utf-8"))
+    assert code == 0
+    skipped = data["metadata"]["skipped_prompts"]
+    assert [s["id"] for s in skipped] == ["cmd-99"] and skipped[0]["tokens"] > 8192 and skipped[0]["context"] == 8192
+    assert len(data["results"]) == 3 and "cmd-99" not in {r["id"] for r in data["results"]}
+    assert data["metadata"]["complete"] and data["metadata"]["n_prompts"] == 3
+    assert data["statistics"]["comparisons"]["jarvis-demo"]["verdict"]["level"] != "INCOMPLETE"
+    assert "Prompts écartés (--skip-too-long, plus longs que le contexte de 8192 tokens) : 1 — cmd-99" in report.render(data, "fr")

@@ -63,3 +63,23 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Free the model."""
+
+    # Optional: `too_long(requests, max_new_tokens) -> list[dict]`, the requests whose prompt tokens plus
+    # max_new_tokens exceed the model's context (see `overflow`); backends that cannot count tokens
+    # (a remote server, replayed answers) leave it out.
+
+
+def overflow(tokens: dict[str, int], context: int | None, max_new_tokens: int, source: str) -> list[dict[str, Any]]:
+    """[{id, tokens, context, source}] for each prompt whose tokens + max_new_tokens exceed `context`."""
+    if not context:
+        return []
+    return [{"id": pid, "tokens": n, "context": int(context), "source": source}
+            for pid, n in tokens.items() if n + max_new_tokens > context]
+
+
+def context_of(config: dict[str, Any]) -> int | None:
+    """The context a model was built for (config.json `max_position_embeddings`, text part of a
+    multimodal config included)."""
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    value = text.get("max_position_embeddings") or config.get("max_position_embeddings")
+    return int(value) if isinstance(value, int) and value > 0 else None

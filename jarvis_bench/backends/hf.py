@@ -420,6 +420,12 @@ class TransformersBackend:
             self._token_ids[text] = chat_token_ids(self.tokenizer, text)
         return self._token_ids[text]
 
+    def too_long(self, requests: Sequence[Request], max_new_tokens: int) -> list[dict[str, Any]]:
+        from .base import context_of, overflow
+
+        return overflow({r.prompt_id: len(self.token_ids(r)) for r in requests},
+                        context_of(self.model_config.to_dict()), max_new_tokens, "config.json max_position_embeddings")
+
     def plan(self, requests: Sequence[Request]) -> list[list[Request]]:
         """Length-sorted batches; the same prompts give the same batches for every variant."""
         lengths = [(len(self.token_ids(r)), r.prompt_id) for r in requests]

@@ -225,6 +225,7 @@ class VllmBackend:
         self.layouts: dict[str, AdapterLayout] = {}
         self.moe = False
         self.prequantized = False
+        self._context: int | None = None
         self._devices = cfg.model.vllm.tensor_parallel_size * cfg.model.vllm.pipeline_parallel_size
         self.tokenizer: Any = None
         self._llm: Any = None
@@ -250,6 +251,9 @@ class VllmBackend:
                                                       trust_remote_code=m.trust_remote_code).to_dict()
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot read the config of {m.base!r}: {str(exc).splitlines()[0]}") from None
+        from .base import context_of
+
+        self._context = m.vllm.max_model_len or context_of(model_config)
         experts = sizing.num_experts(model_config)
         self.moe = experts > 0
         qc = model_config.get("quantization_config")
@@ -297,6 +301,13 @@ class VllmBackend:
         if key not in self._token_ids:
             self._token_ids[key] = chat_token_ids(self.tokenizer, self.render(request))
         return self._token_ids[key]
+
+    def too_long(self, requests: Sequence[Request], max_new_tokens: int) -> list[dict[str, Any]]:
+        """vLLM refuses a prompt longer than max_model_len for the whole batch (vllm 0.33 renderers/params.py)."""
+        from .base import overflow
+
+        source = "model.vllm.max_model_len" if self.cfg.model.vllm.max_model_len else "config.json max_position_embeddings"
+        return overflow({r.prompt_id: len(self.token_ids(r)) for r in requests}, self._context, max_new_tokens, source)
 
     def prompts(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
         """vLLM `TokensPrompt`s (a TypedDict: vllm 0.33 inputs/llm.py): token ids are not re-tokenized,

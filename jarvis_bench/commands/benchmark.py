@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", action="append", metavar="NAME", help="only this category (repeatable)")
     p.add_argument("--output-dir", type=Path, default=Path("results"), help="where results go (default: results/)")
     p.add_argument("--no-cache", action="store_true", help="regenerate every answer (ignore and skip the cache)")
+    p.add_argument("--skip-too-long", action="store_true",
+                   help="leave out prompts longer than the model's context (default: refuse to run, naming them)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default=None, help="where to run (default: auto)")
     p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default=None,
                    help="weights and compute dtype (overrides model.dtype; the demo runs float32)")
@@ -144,6 +146,11 @@ def console_report(data: dict[str, Any]) -> None:
     for name, cmp in st["comparisons"].items():
         if "verdict" not in cmp:
             continue
+        v = cmp["verdict"]
+        if v["relevance_gain"] is None:  # no prompt that every variant answered
+            console.print(f"VERDICT {name}: [bold]INCOMPLETE[/bold] · {v['missing_answers']} réponses manquantes ou en "
+                          "erreur · relancer la même commande pour terminer")
+            continue
         table = Table(title=f"Pertinence JARVIS · base vs {name}", title_justify="left")
         for col in ("catégorie", "n", "base", name, "delta", "IC 95 %", "p", "outil base→ft"):
             table.add_column(col, justify="left" if col == "catégorie" else "right")
@@ -157,13 +164,16 @@ def console_report(data: dict[str, Any]) -> None:
                 f"{tool['mean_base']:.0%}→{tool['mean_finetuned']:.0%}" if tool else "-",
             )
         console.print(table)
-        v = cmp["verdict"]
         unit = "%" if v["relevance_gain_unit"] == "percent" else " pts"
         sig = "significatif" if v["significant"] else "NON significatif"
-        console.print(
-            f"VERDICT {name}: [bold]{v['level']}[/bold] · pertinence {v['relevance_gain']:+.1f}{unit} · "
-            f"mots-clés {v['keyword_gain']:+.2f}/réponse · régressions {v['regressions']} · {sig} (p={v['p_value']:.3g})"
-        )
+        measured = (f"pertinence {v['relevance_gain']:+.1f}{unit} · mots-clés {v['keyword_gain']:+.2f}/réponse · "
+                    f"régressions {v['regressions']} · {sig} (p={v['p_value']:.3g})")
+        if v["level"] == "INCOMPLETE":
+            console.print(f"VERDICT {name}: [bold]INCOMPLETE[/bold] · {v['missing_answers']} réponses manquantes ou en "
+                          f"erreur · relancer la même commande pour terminer · mesuré sur les {v['complete_prompts']} "
+                          f"prompts complets seulement : {measured}")
+        else:
+            console.print(f"VERDICT {name}: [bold]{v['level']}[/bold] · {measured}")
     if len(st["ranking"]) > 1:
         console.print("Classement: " + " > ".join(st["ranking"]) + f" · meilleur: {st['best_adapter']}")
 
@@ -186,7 +196,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     cache = None if args.no_cache else GenerationCache()
     try:
         data, outcome = pipeline.generate(cfg, variants, prompts, out_dir=out_dir, cache=cache,
-                                          progress=not args.quiet, device=args.device or "auto", argv=argv, started=t0)
+                                          progress=not args.quiet, device=args.device or "auto", argv=argv, started=t0,
+                                          skip_too_long=args.skip_too_long)
     finally:
         if cache is not None:
             cache.close()
