@@ -3,7 +3,7 @@ rem jarvis-bench launcher for Windows: double-click it, or run it from a termina
 rem     run_benchmark.bat --demo                the embedded demo (CPU, offline)
 rem     run_benchmark.bat                       your benchmark_config.json
 rem     run_benchmark.bat --all-checkpoints     rank every output\*\final
-rem It runs check_setup, benchmark and analyze_results, then opens the report and the charts.
+rem It runs check_setup, benchmark and analyze_results, then opens the HTML report in the browser.
 rem Every benchmark.py option is passed on, plus --lang en and --skip-check.
 setlocal
 cd /d "%~dp0"

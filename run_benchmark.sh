@@ -1,6 +1,6 @@
 #!/bin/sh
 # jarvis-bench launcher (Linux/macOS): check_setup -> benchmark -> analyze_results, then opens the
-# report and the charts. Every benchmark.py option is passed on, plus --lang en and --skip-check.
+# HTML report in the browser. Every benchmark.py option is passed on, plus --lang en and --skip-check.
 #
 #   ./run_benchmark.sh --demo                 # the embedded demo (CPU, offline)
 #   ./run_benchmark.sh                        # your benchmark_config.json

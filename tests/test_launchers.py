@@ -24,7 +24,8 @@ def test_sh_launcher_runs_the_whole_flow_on_the_demo(demo_run, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "OK CONFIGURATION OK" in proc.stdout
     assert proc.stdout.index("1/3 check_setup") < proc.stdout.index("2/3 benchmark") < proc.stdout.index("3/3 analyze")
-    for name in ("benchmark_results.json", "benchmark_report.txt", "benchmark_charts.png", "flips.csv"):
+    for name in ("benchmark_results.json", "benchmark_report.txt", "benchmark_report.html", "benchmark_charts.png",
+                 "flips.csv"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert "VERDICT" in (tmp_path / "benchmark_report.txt").read_text(encoding="utf-8")
 

@@ -1,7 +1,7 @@
 """Write the text report and the charts from results/benchmark_results.json.
 
 Examples:
-    uv run python analyze_results.py                         # results/ -> benchmark_report.txt + benchmark_charts.png
+    uv run python analyze_results.py                         # results/ -> benchmark_report.txt/.html + benchmark_charts.png
     uv run python analyze_results.py --lang en               # English report
     uv run python analyze_results.py --rescore               # recompute metrics/statistics after a config change
     uv run python analyze_results.py --input other/benchmark_results.json --output-dir other/
@@ -20,6 +20,7 @@ from ..errors import EXIT_OK, ConfigError
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "benchmark_report.txt"
+HTML_FILE = "benchmark_report.html"
 CHARTS_FILE = "benchmark_charts.png"
 
 
@@ -51,7 +52,7 @@ def load_results(path: Path) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import analysis, charts, config, fsutil, report, results
+    from .. import analysis, charts, config, fsutil, html_report, report, results
 
     inp = args.input.expanduser().resolve()
     data = load_results(inp)
@@ -71,10 +72,11 @@ def run(args: argparse.Namespace) -> int:
         fsutil.atomic_write_text(inp.parent / "flips.csv", analysis.flips_csv(data, cfg.scoring.regression_tolerance))
     text = report.render(data, args.lang)
     fsutil.atomic_write_text(out_dir / REPORT_FILE, text)
+    fsutil.atomic_write_text(out_dir / HTML_FILE, html_report.render(data, args.lang))
     charts.write(data, out_dir / CHARTS_FILE, args.lang)
     if not args.quiet:
         print(text)
-        print(f"Report: {out_dir / REPORT_FILE}\nCharts: {out_dir / CHARTS_FILE}")
+        print(f"Report: {out_dir / REPORT_FILE}\nHTML:   {out_dir / HTML_FILE}\nCharts: {out_dir / CHARTS_FILE}")
     return EXIT_OK
 
 

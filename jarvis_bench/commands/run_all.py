@@ -1,5 +1,5 @@
 """The whole flow in one command: check_setup -> benchmark -> analyze_results, then (with --open) the
-report and the charts open in their default programs. What run_benchmark.bat / run_benchmark.sh call.
+HTML report opens in the default browser. What run_benchmark.bat / run_benchmark.sh call.
 
 Every benchmark.py option is accepted and passed on; --lang picks the report language.
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.description = __doc__
     g = p.add_argument_group("launcher")
     g.add_argument("--lang", choices=["fr", "en"], default="fr", help="report language (default: fr)")
-    g.add_argument("--open", action="store_true", help="open the report and the charts at the end")
+    g.add_argument("--open", action="store_true", help="open the HTML report at the end")
     g.add_argument("--skip-check", action="store_true", help="do not run check_setup first")
     return p
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                                           rescore=False, config=None, quiet=args.quiet, debug=args.debug))
     if code != EXIT_OK:
         return code
-    files = [out / analyze.REPORT_FILE, out / analyze.CHARTS_FILE]
+    files = [out / analyze.HTML_FILE]  # verdict, chart and every answer in one page (the .txt and .png beside it)
     if args.open and not os.environ.get(NO_OPEN_ENV):
         opened = [f for f in files if open_file(f)]
         if not opened:

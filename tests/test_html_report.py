@@ -1,0 +1,119 @@
+"""benchmark_report.html: one offline file with the verdict, a chart and every answer side by side;
+checked as HTML here, and in a real headless Chromium (Debian's package) when one is installed."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+
+from jarvis_bench import html_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class Rows(HTMLParser):
+    """The prompt rows of the page: id -> visible (no `hidden` attribute after the script ran)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, bool] = {}
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and a.get("class") == "prompt":
+            self.rows[a["id"]] = "hidden" not in a
+        for key in ("src", "href"):
+            if a.get(key):
+                self.links.append(a[key])
+
+
+def _rows(page: str) -> Rows:
+    p = Rows()
+    p.feed(page)
+    return p
+
+
+@pytest.fixture(scope="module")
+def written(demo_run, tmp_path_factory):
+    from jarvis_bench.commands import analyze
+
+    out = tmp_path_factory.mktemp("html")
+    shutil.copy(demo_run["out"] / "benchmark_results.json", out / "benchmark_results.json")
+    assert analyze.main(["--input", str(out / "benchmark_results.json"), "--quiet"]) == 0
+    return out / "benchmark_report.html", demo_run["data"]
+
+
+def test_analyze_writes_one_offline_page_with_every_prompt(written):
+    path, data = written
+    page = path.read_text(encoding="utf-8")
+    rows = _rows(page)
+    assert list(rows.rows) == [r["id"] for r in data["results"]] and len(rows.rows) == 30
+    assert all(link.startswith("#") for link in rows.links), rows.links  # nothing to fetch: opens offline
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=\"(https?:)?//", page)
+    assert "FINE-TUNING MODÉRÉ" in page and "IC 95%" in page and "Recommandations" in page
+    assert '<svg role="img"' in page and "jarvis-demo · tool_routing: " in page  # the chart, values on hover
+    assert 'href="#cor-06"' in page  # a link per prompt to send around
+
+
+def test_english_page_and_escaping(demo_run):
+    data = copy.deepcopy(demo_run["data"])
+    data["results"][0]["variants"]["jarvis-demo"]["response"] = '<script>alert("x")</script> <tool_call>{}</tool_call>'
+    page = html_report.render(data, "en")
+    assert "MODERATE FINE-TUNE" in page and "Answers" in page
+    assert '<script>alert("x")</script>' not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+
+
+def test_incomplete_and_base_only_runs_render(demo_run, demo_cfg):
+    from jarvis_bench import analysis
+
+    data = copy.deepcopy(demo_run["data"])
+    for r in data["results"][:3]:
+        r["variants"]["jarvis-demo"].update(response="", error="read timeout", metrics=None)
+    analysis.analyze(data, demo_cfg)
+    page = html_report.render(data, "fr")
+    assert "PAS DE VERDICT" in page and "3 réponse(s) manquante(s)" in page and "erreur: read timeout" in page
+    base_only = copy.deepcopy(demo_run["data"])
+    base_only["metadata"]["variants"] = ["base"]
+    base_only["metadata"]["adapters"] = []
+    for r in base_only["results"]:
+        r["variants"].pop("jarvis-demo")
+    base_only["statistics"]["comparisons"] = {}
+    base_only["statistics"]["ranking"] = []
+    base_only["statistics"]["best_adapter"] = None
+    assert len(_rows(html_report.render(base_only, "fr")).rows) == 30
+
+
+# ----------------------------------------------------------------------------- in a real browser
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                           "--v=0", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium: .ci/run installs Debian's package (apt-get install chromium)")
+def test_in_chromium_filters_search_and_screenshot(written, tmp_path):
+    path, data = written
+    regressed = data["statistics"]["comparisons"]["jarvis-demo"]["regressions"]
+    shown = _chromium("--dump-dom", f"{path.as_uri()}?status=regressed")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert not re.search(r"INFO:CONSOLE|Uncaught", shown.stderr), shown.stderr  # no console message at all
+    visible = [i for i, v in _rows(shown.stdout).rows.items() if v]
+    assert visible == regressed and regressed
+    prompt = data["results"][7]["prompt"]
+    found = _rows(_chromium("--dump-dom", f"{path.as_uri()}?q={prompt.replace(' ', '%20')}").stdout).rows
+    assert found[data["results"][7]["id"]] and sum(found.values()) < 30
+    everything = _rows(_chromium("--dump-dom", path.as_uri()).stdout).rows
+    assert sum(everything.values()) == 30
+    shot = tmp_path / "page.png"
+    _chromium("--hide-scrollbars", "--window-size=1400,1800", f"--screenshot={shot}", path.as_uri())
+    png = shot.read_bytes()
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1400, 1800) and len(png) > 50_000
