@@ -157,6 +157,16 @@ def args_judgement(expected: dict[str, Any], call: ToolCall | None) -> tuple[flo
     return sum(value_matches(v, got.get(k)) for k, v in want.items()) / len(want), extra
 
 
+def args_detail(expected: dict[str, Any], call: ToolCall | None) -> list[dict[str, Any]]:
+    """Each expected argument of the judged call: its name, the value given (None: absent), and whether
+    that value is acceptable — what the report shows as `city « Lyon » ✓`."""
+    if call is None:
+        return []
+    got = {str(k).lower(): v for k, v in call.arguments.items()}
+    return [{"name": k, "got": got.get(k.lower()), "ok": bool(value_matches(v, got.get(k.lower())))}
+            for k, v in expected.items()]
+
+
 # ----------------------------------------------------------------------------- corrections
 
 
@@ -257,6 +267,7 @@ def score_answer(answer: str, spec: PromptSpec, catalog: Sequence[Tool], weights
         "wrong_tools": sorted({n for n in names if n != spec.expected_tool and n}),
         "unknown_tools": sorted({n for n in names if n not in {t.name for t in catalog}}),
         "args_score": round(a_score, 4) if a_score is not None else None,
+        "args_detail": args_detail(spec.expected_args, judged) if spec.expected_tool and spec.expected_args else [],
         "extra_args": extras,
         "correction_score": corr[0] if corr else None,
         "cer": corr[1] if corr else None,

@@ -65,9 +65,9 @@ T = {
 
 WHY = {
     "fr": {"no_call": "aucun appel", "call": "appel", "malformed": "mal formé", "args": "arguments", "extra": "en plus",
-           "kw": "mots-clés", "corr": "correction", "unknown": "hors catalogue"},
+           "kw": "mots-clés", "corr": "correction", "unknown": "hors catalogue", "absent": "absent"},
     "en": {"no_call": "no call", "call": "call", "malformed": "malformed", "args": "arguments", "extra": "extra",
-           "kw": "keywords", "corr": "correction", "unknown": "not in the catalog"},
+           "kw": "keywords", "corr": "correction", "unknown": "not in the catalog", "absent": "missing"},
 }
 
 
@@ -87,7 +87,9 @@ def why(m: dict[str, Any], lang: str = "fr") -> str:
     if m.get("args_score") is not None:
         colon = " :" if lang == "fr" else ":"
         extra = f" (+{w['extra']}{colon} {', '.join(m['extra_args'])})" if m.get("extra_args") else ""
-        parts.append(f"{w['args']} {m['args_score']:.2f}{extra}")
+        detail = ", ".join(f"{d['name']} « {d['got']} » {'✓' if d['ok'] else '✗'}" if d["got"] is not None
+                           else f"{d['name']} {w['absent']} ✗" for d in m.get("args_detail") or [])
+        parts.append(f"{w['args']} {m['args_score']:.2f}{f' ({detail})' if detail else ''}{extra}")
     if m.get("keyword_total"):
         found = f" ({', '.join(m['keywords_found'])})" if m.get("keywords_found") else ""
         parts.append(f"{w['kw']} {m['keyword_hits']}/{m['keyword_total']}{found}")

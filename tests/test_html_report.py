@@ -117,3 +117,35 @@ def test_in_chromium_filters_search_and_screenshot(written, tmp_path):
     png = shot.read_bytes()
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (1400, 1800) and len(png) > 50_000
+
+
+def _two_adapters(demo_run, demo_cfg):
+    """The demo's results with a second adapter (an --all-checkpoints run): the first one's answers, the
+    first prompt's answer broken, so the two rank and flip differently."""
+    from jarvis_bench import analysis
+
+    data = copy.deepcopy(demo_run["data"])
+    data["metadata"]["variants"].append("early")
+    data["metadata"]["adapters"].append({**data["metadata"]["adapters"][0], "name": "early"})
+    for r in data["results"]:
+        r["variants"]["early"] = copy.deepcopy(r["variants"]["jarvis-demo"])
+    data["results"][0]["variants"]["early"]["metrics"]["relevance"] = 0.0
+    analysis.analyze(data, demo_cfg)
+    return data
+
+
+def test_all_checkpoints_page_ranks_and_shows_one_adapter_column_at_a_time(demo_run, demo_cfg, tmp_path):
+    data = _two_adapters(demo_run, demo_cfg)
+    page = html_report.render(data, "fr")
+    assert "Classement: jarvis-demo &gt; early" in page
+    assert page.count('<th data-col="') == 3 and '<option value="early">' in page
+    first = data["results"][0]["id"]
+    row = re.search(rf'<tr class="prompt" id="{first}"[^>]*>', page).group(0)
+    assert 'data-status-early="regressed"' in row or 'data-status-early="unchanged"' in row
+    if CHROMIUM is None:
+        return
+    path = tmp_path / "p.html"
+    path.write_text(page, encoding="utf-8")
+    dom = _chromium("--dump-dom", f"{path.as_uri()}?adapter=early").stdout
+    hidden = set(re.findall(r'<t[hd] data-col="([^"]+)" hidden', dom))
+    assert hidden == {"jarvis-demo"}

@@ -126,3 +126,22 @@ def test_why_line_names_the_call_judged_and_each_part(lang, expected):
     assert "(mention)" in why({"tool_correct": True, "first_call": None, "tool_credit": "mention"}, lang)
     made_up = why({"tool_correct": False, "first_call": "mexc_status_tool", "unknown_tools": ["mexc_status_tool"]}, lang)
     assert made_up.startswith(("appel mexc_status_tool (hors catalogue) ✗", "call mexc_status_tool (not in the catalog) ✗"))
+
+
+def test_why_line_shows_each_argument_judged(demo_cfg):
+    """The value given for each expected argument, ✓ when acceptable (lists of accepted values included)."""
+    from jarvis_bench.metrics import score_answer
+    from jarvis_bench.report import why
+
+    spec = next(p for p in demo_cfg.prompts if p.expected_args and len(p.expected_args) == 1)
+    name, want = next(iter(spec.expected_args.items()))
+    good = want[0] if isinstance(want, list) else want
+    call = '<tool_call>{"name": "%s", "arguments": {"%s": "%s"}}</tool_call>'
+    w = demo_cfg.scoring.relevance_weights
+    m = score_answer(call % (spec.expected_tool, name, good), spec, demo_cfg.tools, w)
+    assert m["args_detail"] == [{"name": name, "got": good, "ok": True}]
+    assert f"arguments 1.00 ({name} « {good} » ✓)" in why(m, "fr")
+    m = score_answer(call % (spec.expected_tool, name, "zzz"), spec, demo_cfg.tools, w)
+    assert f"({name} « zzz » ✗)" in why(m, "en")
+    m = score_answer('<tool_call>{"name": "%s", "arguments": {}}</tool_call>' % spec.expected_tool, spec, demo_cfg.tools, w)
+    assert f"({name} missing ✗)" in why(m, "en") and f"({name} absent ✗)" in why(m, "fr")
