@@ -79,6 +79,7 @@ def test_a_model_the_server_does_not_serve_is_named(served_demo, tmp_path, confi
     assert code == 2 and "Traceback" not in err
     assert "does not serve 'jarvis-bench/not-there'" in err and "jarvis-bench/demo-base" in err
     assert 'model.endpoint.adapter_models["jarvis-demo"]' in err
+    assert "llama.cpp: --alias NAME" in err  # transformers serve is none of vLLM, llama.cpp, Ollama: every recipe
 
 
 def test_api_key_is_sent_but_never_written(served_demo, tmp_path, config_data, monkeypatch, capsys):
@@ -138,3 +139,38 @@ def test_check_setup_checks_the_endpoint(served_demo, tmp_path, config_data, cap
     write_config(cfg, data)
     assert check_setup.main(["--config", str(cfg)]) == 1
     assert "does not serve 'nope/base'" in capsys.readouterr().out
+
+
+def test_two_variants_asking_for_the_same_model_are_refused(tmp_path, config_data, capsys):
+    """A typo in adapter_models (the adapter pointed at the base's name) would compare the base with
+    itself and report "+0.0 %": refused before any request; --allow-identical lets it through."""
+    from .conftest import free_port
+
+    served = {"url": f"http://127.0.0.1:{free_port()}/v1", "base": "b", "merged": "b"}
+    cfg = _http_config(tmp_path, config_data, served, max_retries=0)
+    code = benchmark.main(["--config", str(cfg), "--output-dir", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "variants base and jarvis-demo both ask" in err[0] and "'b'" in err[0] and "--allow-identical" in err[0]
+    code = benchmark.main(["--config", str(cfg), "--output-dir", str(tmp_path), "--quiet", "--allow-identical"])
+    assert code == 3 and "cannot reach the endpoint" in capsys.readouterr().err  # past the guard, to the server
+
+
+@pytest.mark.parametrize(("listing", "kind", "names"), [
+    # llama-server: the GGUF file as id, its --alias names under "aliases", llama.cpp's "meta"
+    ({"object": "list", "data": [{"id": "SmolLM2-135M-Instruct-Q8_0.gguf", "object": "model", "owned_by": "llamacpp",
+                                  "aliases": ["jarvis-base"], "meta": {"n_ctx_train": 8192}}]},
+     "llama.cpp", {"SmolLM2-135M-Instruct-Q8_0.gguf", "jarvis-base"}),
+    ({"object": "list", "data": [{"id": "Qwen/Qwen3-30B-A3B", "owned_by": "vllm", "max_model_len": 40960},
+                                 {"id": "run-7", "owned_by": "vllm", "parent": "Qwen/Qwen3-30B-A3B"}]},
+     "vllm", {"Qwen/Qwen3-30B-A3B", "run-7"}),
+    ({"object": "list", "data": [{"id": "qwen3:30b-a3b", "object": "model", "owned_by": "library"}]},
+     "ollama", {"qwen3:30b-a3b"}),
+    ({"object": "list", "data": [{"id": "m", "owned_by": "huggingface"}]}, "other", {"m"}),
+])
+def test_served_names_and_the_hint_for_the_server_that_answered(listing, kind, names):
+    from jarvis_bench.backends import endpoint
+
+    assert endpoint.served_names(listing) == names and endpoint.server_kind(listing) == kind
+    hint = endpoint.load_hint(listing)
+    assert {"vllm": "--lora-modules", "llama.cpp": "--alias", "ollama": "ADAPTER", "other": "--alias"}[kind] in hint

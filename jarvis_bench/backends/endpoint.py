@@ -1,8 +1,10 @@
 """openai backend: any OpenAI-compatible chat endpoint (vLLM `serve --enable-lora --lora-modules`,
 `transformers serve`, llama.cpp server, Ollama, LM Studio…).
 
-- the base and each adapter are model names on the endpoint (`Variant.served_as`); `/v1/models` is
-  checked before anything is generated, and a missing name is a one-line error listing what is served;
+- the base and each adapter are model names on the endpoint (`Variant.served_as`), two variants never
+  the same one (unless `endpoint.allow_identical`); `/v1/models` (ids and llama-server's aliases) is
+  checked before anything is generated, and a missing name is a one-line error listing what is served
+  and how to serve one more on that kind of server;
 - greedy: `temperature=0`, `max_tokens`, `seed`; the tool catalog goes in `tools`; Qwen3's thinking
   switch goes in `chat_template_kwargs` (dropped, once, for a server that rejects the field);
 - tool calls the server parsed out of the text come back as `<tool_call>{json}</tool_call>` so they
@@ -66,6 +68,39 @@ def answer_text(message: dict[str, Any]) -> str:
         payload = json.dumps({"name": fn.get("name"), "arguments": args}, ensure_ascii=False)
         parts.append(f"<tool_call>\n{payload}\n</tool_call>")
     return "\n".join(p for p in parts if p).strip()
+
+
+def served_names(listing: dict[str, Any]) -> set[str]:
+    """Every name `/v1/models` answers to: each entry's id and its aliases (llama-server lists the
+    names given with --alias under "aliases")."""
+    names: set[str] = set()
+    for m in listing.get("data") or []:
+        if isinstance(m, dict):
+            names.add(str(m.get("id")))
+            names.update(str(a) for a in m.get("aliases") or [] if a)
+    return names
+
+
+def server_kind(listing: dict[str, Any]) -> str:
+    """Which server answered, from `owned_by` (vllm, llamacpp, ollama/library) or llama.cpp's `meta`."""
+    owners = {str(m.get("owned_by", "")).lower() for m in listing.get("data") or [] if isinstance(m, dict)}
+    if "vllm" in owners:
+        return "vllm"
+    if "llamacpp" in owners or any(isinstance(m, dict) and "meta" in m for m in listing.get("data") or []):
+        return "llama.cpp"
+    if owners & {"ollama", "library"}:
+        return "ollama"
+    return "other"
+
+
+def load_hint(listing: dict[str, Any]) -> str:
+    """How to serve one more name, written for the server that answered."""
+    return {
+        "vllm": "vLLM: vllm serve BASE --enable-lora --lora-modules NAME=PATH",
+        "llama.cpp": "llama.cpp: llama-server --alias NAME, and --lora ADAPTER.gguf for an adapter",
+        "ollama": "Ollama: ollama create NAME -f Modelfile, with FROM the base and ADAPTER the LoRA",
+        "other": "vLLM: --lora-modules NAME=PATH; llama.cpp: --alias NAME; Ollama: a Modelfile with ADAPTER",
+    }[server_kind(listing)]
 
 
 class _Failed(Exception):
@@ -132,17 +167,28 @@ class OpenAIBackend:
 
     def prepare(self, variants: Sequence[Variant]) -> None:
         self.variants = list(variants)
+        by_name: dict[str | None, list[str]] = {}
+        for v in self.variants:
+            by_name.setdefault(v.served_as, []).append(v.name)
+        same = next((names for names in by_name.values() if len(names) > 1), None)
+        if same and not self.cfg.model.endpoint.allow_identical:
+            name = next(k for k, names in by_name.items() if names is same)
+            raise ConfigError(
+                f"variants {' and '.join(same)} both ask {self.base_url} for the model {name!r}: that compares a "
+                "model with itself; give each its own name (model.endpoint.base_model / adapter_models), or set "
+                "model.endpoint.allow_identical (--allow-identical) if that is what you mean"
+            )
         t0 = time.perf_counter()
         listing = self._get("/models")
-        served = sorted(str(m.get("id")) for m in (listing.get("data") or []) if isinstance(m, dict))
+        served = served_names(listing)
         missing = [v for v in self.variants if v.served_as not in served]
         if missing:
             v = missing[0]
             where = ("model.endpoint.base_model" if v.is_base else f'model.endpoint.adapter_models["{v.name}"]')
             raise ConfigError(
                 f"the endpoint {self.base_url} does not serve {v.served_as!r} (variant {v.name}); it serves: "
-                f"{', '.join(served) or 'nothing'}; set {where} to one of them or load it on the server "
-                "(vLLM: --lora-modules NAME=PATH)"
+                f"{', '.join(sorted(served)) or 'nothing'}; set {where} to one of them or load it on the server "
+                f"({load_hint(listing)})"
             )
         self._info["served_models"] = {v.name: v.served_as for v in self.variants}
         self._info["models_check_s"] = round(time.perf_counter() - t0, 3)

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", action="append", metavar="NAME", help="only this category (repeatable)")
     p.add_argument("--output-dir", type=Path, default=Path("results"), help="where results go (default: results/)")
     p.add_argument("--no-cache", action="store_true", help="regenerate every answer (ignore and skip the cache)")
+    p.add_argument("--allow-identical", action="store_true",
+                   help="openai backend: let two variants use the same served model name (normally refused)")
     p.add_argument("--skip-too-long", action="store_true",
                    help="leave out prompts longer than the model's context (default: refuse to run, naming them)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default=None, help="where to run (default: auto)")
@@ -85,6 +87,8 @@ def apply_overrides(cfg: Any, args: argparse.Namespace) -> Any:
         updates.append(("--device", "model", "device", args.device))
     if flag("dtype"):
         updates.append(("--dtype", "model", "dtype", args.dtype))
+    if flag("allow_identical"):
+        cfg.model.endpoint.allow_identical = True
     if flag("max_new_tokens"):
         updates.append(("--max-new-tokens", "generation", "max_new_tokens", args.max_new_tokens))
     if flag("batch_size"):
