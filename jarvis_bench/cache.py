@@ -98,7 +98,7 @@ class SqliteStore:
             self.db = None
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         log.warning("The %s %s cannot be used (%s): continuing without it (nothing is read from or saved to "
-                    "it in this run; --no-cache does the same, deleting the file starts it anew).",
+                    "it in this run; deleting the file starts it anew).",
                     self.what, self.path, reason)
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
@@ -128,13 +128,18 @@ class SqliteStore:
 
 
 class GenerationCache(SqliteStore):
-    def __init__(self, path: Path | None = None) -> None:
+    """`read=False` (--no-cache): every answer is generated again and replaces what the cache held."""
+
+    def __init__(self, path: Path | None = None, *, read: bool = True) -> None:
+        self.read = read
         super().__init__(path or cache_root() / "generations.sqlite3", [
             "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, record TEXT, created REAL)",
             "CREATE TABLE IF NOT EXISTS prompts (key TEXT PRIMARY KEY, text TEXT)",
         ], "generation cache", wal=True)
 
     def get(self, key: str) -> Generation | None:
+        if not self.read:
+            return None
         row = self.query("SELECT record FROM generations WHERE key = ?", (key,))
         if row is None:
             return None

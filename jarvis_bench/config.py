@@ -45,6 +45,9 @@ class EndpointSection(_Strict):
     """Per-request limit (seconds) before it is retried."""
     max_retries: int = Field(4, ge=0, le=20)
     """Retries (jittered exponential backoff) on 429, 5xx, timeouts and connection errors."""
+    revision: str | None = None
+    """Anything you bump when the server changes in a way it does not report (other sampling defaults,
+    another quantization under the same name): part of every cache key, so old answers are not reused."""
     allow_identical: bool = False
     """Two variants asking the endpoint for the same model name compare a model with itself (a typo in
     adapter_models): refused before generating unless this is true (or --allow-identical)."""

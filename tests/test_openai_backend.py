@@ -174,3 +174,47 @@ def test_served_names_and_the_hint_for_the_server_that_answered(listing, kind, n
     assert endpoint.served_names(listing) == names and endpoint.server_kind(listing) == kind
     hint = endpoint.load_hint(listing)
     assert {"vllm": "--lora-modules", "llama.cpp": "--alias", "ollama": "ADAPTER", "other": "--alias"}[kind] in hint
+
+
+def test_cache_identity_follows_what_the_server_says(served_demo, tmp_path, config_data):
+    """The same server twice: the same identity (the per-request `created` stamp left out); bumping
+    endpoint.revision, or another model behind the name, gives another identity: no stale answers."""
+    from jarvis_bench import adapters, config
+    from jarvis_bench.backends import endpoint
+
+    cfg = config.load(_http_config(tmp_path, config_data, served_demo))
+    variants = adapters.discover(cfg, digest=False)
+
+    def identity(c):
+        b = endpoint.OpenAIBackend(c)
+        b.prepare(variants)
+        try:
+            return b.identity()
+        finally:
+            b.close()
+
+    first = identity(cfg)
+    assert first == identity(cfg)
+    assert [m["id"] for m in first["server"]["models"]] == sorted([served_demo["base"], served_demo["merged"]])
+    assert all("created" not in m for m in first["server"]["models"])
+    cfg.model.endpoint.revision = "q4_k_m-2026-11"
+    assert identity(cfg) != first
+    listing = {"data": [{"id": "b", "owned_by": "llamacpp", "created": 1}, {"id": "x", "created": 2}]}
+    other = {"data": [{"id": "b", "owned_by": "llamacpp", "created": 3, "meta": {"n_params": 135}}]}
+    assert endpoint.model_facts(listing, ["b"]) == [{"id": "b", "owned_by": "llamacpp"}]
+    assert endpoint.model_facts(other, ["b"]) != endpoint.model_facts(listing, ["b"])
+
+
+def test_no_cache_refreshes_the_cache(tmp_path, config_data, monkeypatch):
+    """--no-cache generates every answer again and writes them over what the cache held."""
+    from .test_benchmark_cli import _replay_setup
+
+    monkeypatch.setenv("JARVIS_BENCH_CACHE", str(tmp_path / "cache"))
+    cfg = _replay_setup(tmp_path, config_data)
+    out = tmp_path / "r"
+    assert benchmark.main(["--config", str(cfg), "--output-dir", str(out), "--quiet", "--no-cache", "--limit", "3"]) == 0
+    meta = json.loads((out / "benchmark_results.json").read_text(encoding="utf-8"))["metadata"]
+    assert meta["timings"]["per_variant"]["base"]["from_cache"] == 0
+    assert benchmark.main(["--config", str(cfg), "--output-dir", str(out), "--quiet", "--limit", "3"]) == 0
+    meta = json.loads((out / "benchmark_results.json").read_text(encoding="utf-8"))["metadata"]
+    assert meta["timings"]["per_variant"]["base"]["from_cache"] == 3  # written by the --no-cache run

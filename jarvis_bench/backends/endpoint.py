@@ -81,6 +81,20 @@ def served_names(listing: dict[str, Any]) -> set[str]:
     return names
 
 
+STABLE_FIELDS = ("id", "owned_by", "root", "parent", "max_model_len", "aliases", "meta")  # not "created"
+
+
+def model_facts(listing: dict[str, Any], names: Sequence[str | None]) -> list[dict[str, Any]]:
+    """What `/v1/models` says about the models we use, without the fields that change between requests
+    (vLLM and transformers serve stamp `created` with the time of the request)."""
+    wanted = {n for n in names if n}
+    out = []
+    for m in listing.get("data") or []:
+        if isinstance(m, dict) and ({str(m.get("id"))} | {str(a) for a in m.get("aliases") or []}) & wanted:
+            out.append({k: m[k] for k in STABLE_FIELDS if k in m})
+    return sorted(out, key=lambda m: str(m.get("id")))
+
+
 def server_kind(listing: dict[str, Any]) -> str:
     """Which server answered, from `owned_by` (vllm, llamacpp, ollama/library) or llama.cpp's `meta`."""
     owners = {str(m.get("owned_by", "")).lower() for m in listing.get("data") or [] if isinstance(m, dict)}
@@ -190,13 +204,30 @@ class OpenAIBackend:
                 f"{', '.join(sorted(served)) or 'nothing'}; set {where} to one of them or load it on the server "
                 f"({load_hint(listing)})"
             )
+        self._facts = {"models": model_facts(listing, [v.served_as for v in self.variants])}
+        if server_kind(listing) == "llama.cpp":  # its /props names the GGUF file and the build
+            props = self._props()
+            if props:
+                self._facts["props"] = props
         self._info["served_models"] = {v.name: v.served_as for v in self.variants}
         self._info["models_check_s"] = round(time.perf_counter() - t0, 3)
 
+    def _props(self) -> dict[str, Any]:
+        """llama-server's /props (beside /v1): the model file and the build, when it answers."""
+        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        try:
+            resp = self._client.get(f"{root}/props", timeout=5.0)
+            data = resp.json() if resp.status_code == 200 else {}
+        except (self._httpx.HTTPError, ValueError):
+            return {}
+        return {k: data[k] for k in ("model_path", "build_info", "model_alias") if isinstance(data, dict) and k in data}
+
     def identity(self) -> dict[str, Any]:
-        # No API key here: the identity goes into cache keys and the results.
+        # No API key here: the identity goes into cache keys and the results. What the server says about
+        # its models (and endpoint.revision) is in it: another GGUF behind the same name is another model.
         return {"backend": self.name, "base_url": self.base_url,
-                "base": next((v.served_as for v in self.variants if v.is_base), None)}
+                "base": next((v.served_as for v in self.variants if v.is_base), None),
+                "server": getattr(self, "_facts", {}), "revision": self.cfg.model.endpoint.revision}
 
     def _body(self, request: Request) -> dict[str, Any]:
         g = self.cfg.generation

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=positive, metavar="N", help="only the first N prompts (after --category)")
     p.add_argument("--category", action="append", metavar="NAME", help="only this category (repeatable)")
     p.add_argument("--output-dir", type=Path, default=Path("results"), help="where results go (default: results/)")
-    p.add_argument("--no-cache", action="store_true", help="regenerate every answer (ignore and skip the cache)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="regenerate every answer; the fresh answers replace what the cache held")
     p.add_argument("--allow-identical", action="store_true",
                    help="openai backend: let two variants use the same served model name (normally refused)")
     p.add_argument("--skip-too-long", action="store_true",
@@ -197,7 +198,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     variants = adapters.discover(cfg)
     out_dir = args.output_dir.expanduser().resolve()
     _check_writable(out_dir)
-    cache = None if args.no_cache else GenerationCache()
+    cache = GenerationCache(read=not args.no_cache)
     try:
         data, outcome = pipeline.generate(cfg, variants, prompts, out_dir=out_dir, cache=cache,
                                           progress=not args.quiet, device=args.device or "auto", argv=argv, started=t0,
