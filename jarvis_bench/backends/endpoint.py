@@ -81,7 +81,7 @@ def served_names(listing: dict[str, Any]) -> set[str]:
     return names
 
 
-STABLE_FIELDS = ("id", "owned_by", "root", "parent", "max_model_len", "aliases", "meta")  # not "created"
+STABLE_FIELDS = ("id", "owned_by", "root", "parent", "max_model_len", "aliases", "meta", "path")  # not "created", "status"
 
 
 def model_facts(listing: dict[str, Any], names: Sequence[str | None]) -> list[dict[str, Any]]:
