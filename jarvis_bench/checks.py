@@ -484,9 +484,7 @@ def check_vllm(cfg: Config, src: ModelSource) -> Iterator[Check]:
                     'model.vllm.quantization; or model.backend "transformers" for 4-bit')
         return
     for v in adapters:
-        ac = json.loads((v.path / "adapter_config.json").read_text(encoding="utf-8"))
-        weights = v.path / "adapter_model.safetensors"
-        layout = ve.adapter_layout(ac, sizing.safetensors_shapes(weights) if weights.is_file() else {}, experts)
+        layout = ve.read_layout(v.path, experts)
         if layout.problem:
             yield Check("FAIL", "vllm", f"{v.name}: {layout.problem}", 'use model.backend "transformers"')
             return

@@ -13,6 +13,7 @@ import json
 import re
 from typing import Any
 
+from . import report as report_text
 from .analysis import flip_status
 from .report import why
 
@@ -21,11 +22,8 @@ T = {
         "title": "Rapport JARVIS — base vs fine-tuning LoRA", "model": "Modèle de base", "adapters": "Adaptateurs",
         "backend": "Backend", "device": "Matériel", "scorer": "Notation", "date": "Date", "prompts": "Prompts",
         "verdict": "Verdict", "rule": "Règle", "delta": "Delta de pertinence", "ci": "IC", "wtl": "victoires / égalités / défaites",
-        "sig": "significatif", "nosig": "non significatif", "levels": {
-            "GOOD": "BON FINE-TUNING ✓ — déployer", "MODERATE": "FINE-TUNING MODÉRÉ ~ — réentraîner avec plus de données",
-            "INSUFFICIENT": "FINE-TUNING INSUFFISANT ✗ — revoir la stratégie", "INCOMPLETE": "PAS DE VERDICT — run incomplet"},
+        "sig": "significatif", "nosig": "non significatif",
         "incomplete": "{m} réponse(s) manquante(s) ou en erreur : relancer la même commande pour terminer.",
-        "checks": {"relevance_gain": "gain > {g} %", "keyword_gain": "mots-clés > {k}", "no_regression": "régressions ≤ {r}"},
         "charts": "Graphiques", "chart": "Pertinence par catégorie (moyenne, IC de l'adaptateur)",
         "chart_kw": "Mots-clés trouvés par réponse, par catégorie", "chart_dist": "Distribution de la pertinence",
         "answers": "Réponses",
@@ -40,11 +38,8 @@ T = {
         "title": "JARVIS report — base vs LoRA fine-tune", "model": "Base model", "adapters": "Adapters",
         "backend": "Backend", "device": "Hardware", "scorer": "Scorer", "date": "Date", "prompts": "Prompts",
         "verdict": "Verdict", "rule": "Rule", "delta": "Relevance delta", "ci": "CI", "wtl": "wins / ties / losses",
-        "sig": "significant", "nosig": "not significant", "levels": {
-            "GOOD": "GOOD FINE-TUNE ✓ — deploy", "MODERATE": "MODERATE FINE-TUNE ~ — retrain with more data",
-            "INSUFFICIENT": "INSUFFICIENT FINE-TUNE ✗ — revisit the strategy", "INCOMPLETE": "NO VERDICT — incomplete run"},
+        "sig": "significant", "nosig": "not significant",
         "incomplete": "{m} answer(s) missing or failed: rerun the same command to finish.",
-        "checks": {"relevance_gain": "gain > {g}%", "keyword_gain": "keywords > {k}", "no_regression": "regressions ≤ {r}"},
         "charts": "Charts", "chart": "Relevance per category (mean, adapter's CI)",
         "chart_kw": "Keywords found per answer, per category", "chart_dist": "Relevance distribution",
         "answers": "Answers",
@@ -249,18 +244,20 @@ def _histogram(data: dict[str, Any], title: str) -> str:
     return "".join([*parts, _legend(variants), "</svg></figure>"])
 
 
-def _verdict_card(name: str, cmp: dict[str, Any], th: dict[str, Any], t: dict[str, Any]) -> str:
+def _verdict_card(name: str, cmp: dict[str, Any], th: dict[str, Any], lang: str) -> str:
+    """The verdict's labels and the rule's conditions are the text report's (report.T), said once."""
+    t, rt = T[lang], report_text.T[lang]
     v = cmp.get("verdict")
     if not v:
         return ""
     out = [f'<div class="card"><div>{_e(name)} vs base</div>',
-           f'<div class="level {v["level"]}">{_e(t["levels"][v["level"]])}</div>']
+           f'<div class="level {v["level"]}">{_e(rt["levels"][v["level"]])}</div>']
     if v["level"] == "INCOMPLETE":
         out.append(f"<p>{_e(t['incomplete'].format(m=v['missing_answers']))}</p>")
     if v.get("relevance_gain") is not None:
         vals = {"g": th.get("good_relevance_gain_pct"), "k": th.get("min_keyword_gain"), "r": th.get("max_regressions")}
         out.append("<div>" + " · ".join(
-            f'<span class="{"ok" if ok else "ko"}">{"✓" if ok else "✗"} {_e(t["checks"][k].format(**vals))}</span>'
+            f'<span class="{"ok" if ok else "ko"}">{"✓" if ok else "✗"} {_e(rt["checks"][k].format(**vals))}</span>'
             for k, ok in v["checks"].items()) + "</div>")
         r = cmp["overall"]["relevance"]
         sig = t["sig"] if r["significant"] else t["nosig"]
@@ -269,7 +266,6 @@ def _verdict_card(name: str, cmp: dict[str, Any], th: dict[str, Any], t: dict[st
                    f"{r['wins']} / {r['ties']} / {r['losses']} {_e(t['wtl'])}</div>")
     recs = cmp.get("recommendations") or []
     if recs:
-        lang = "fr" if t is T["fr"] else "en"
         out.append("<details><summary>" + _e(t["recs"]) + "</summary><ul>"
                    + "".join(f"<li>{_e(rec[lang])}</li>" for rec in recs) + "</ul></details>")
     out.append("</div>")
@@ -296,7 +292,7 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
         "</div></header><main>",
     ]
     body = [f"<h2>{_e(t['verdict'])}</h2><div class=\"cards\">",
-            *(_verdict_card(a, (st.get("comparisons") or {}).get(a, {}), th, t) for a in adapters), "</div>"]
+            *(_verdict_card(a, (st.get("comparisons") or {}).get(a, {}), th, lang) for a in adapters), "</div>"]
     if len(st.get("ranking") or []) > 1:
         body.append(f"<p>{_e(t['ranking'])}: {_e(' > '.join(st['ranking']))}</p>")
     if meta.get("skipped_prompts"):

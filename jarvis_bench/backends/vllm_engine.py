@@ -121,6 +121,16 @@ def adapter_layout(adapter_config: dict[str, Any], shapes: dict[str, list[int]],
     return AdapterLayout(max_rank)
 
 
+def read_layout(folder: Path, num_experts: int) -> AdapterLayout:
+    """adapter_layout() of an adapter folder (its config and its safetensors header; a .bin adapter has
+    no header to read, so only its config counts)."""
+    from ..sizing import safetensors_shapes
+
+    ac = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    weights = folder / "adapter_model.safetensors"
+    return adapter_layout(ac, safetensors_shapes(weights) if weights.is_file() else {}, num_experts)
+
+
 def engine_kwargs(cfg: Config, variants: Sequence[Variant], model_path: str, *, moe: bool = False,
                   layouts: dict[str, AdapterLayout] | None = None, prequantized: bool = False) -> dict[str, Any]:
     """Arguments for `vllm.LLM(...)` from our config. `moe`: the base is a mixture of experts; `layouts`:
@@ -263,9 +273,7 @@ class VllmBackend:
         for v in self.variants:
             if v.is_base or v.path is None:
                 continue
-            ac = json.loads((Path(v.path) / "adapter_config.json").read_text(encoding="utf-8"))
-            weights = Path(v.path) / "adapter_model.safetensors"
-            layout = adapter_layout(ac, sizing.safetensors_shapes(weights) if weights.is_file() else {}, experts)
+            layout = read_layout(Path(v.path), experts)
             if layout.problem:
                 raise AdapterError(f"adapter {v.path}: {layout.problem}; use model.backend \"transformers\"")
             self.layouts[v.name] = layout
