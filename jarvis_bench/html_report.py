@@ -315,7 +315,7 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
         f'<span><b id="shown">{len(data["results"])}</b> {_e(t["shown"])}</span>',
         "</div>",
         "<table><thead><tr><th>id</th><th>" + _e(t["category"]) + "</th><th>prompt</th><th>"
-        + _e(t["status"]) + "</th>" + f'<th data-col="base">base</th>'
+        + _e(t["status"]) + "</th>" + '<th data-col="base">base</th>'
         + "".join(f'<th data-col="{_e(a)}">{_e(a)}</th>' for a in adapters) + "</tr></thead><tbody>",
     ]
     for order, r in enumerate(data["results"]):

@@ -4,7 +4,6 @@ checked as HTML here, and in a real headless Chromium (Debian's package) when on
 from __future__ import annotations
 
 import copy
-import json
 import re
 import shutil
 import subprocess
