@@ -198,15 +198,23 @@ def _replayed(cfg: Config, variants: list[Variant]) -> list[Variant]:
 
 
 def _served(cfg: Config, variants: list[Variant]) -> list[Variant]:
-    """openai backend: every variant gets its model name on the endpoint; adapters that live only on
-    the server (model.endpoint.adapter_models names with no local folder) are added."""
+    """openai backend: every variant gets its model name on the endpoint (endpoint.variants[name].model,
+    else base_model / adapter_models, else its name); adapters that live only on the server (names in
+    endpoint.adapter_models or endpoint.variants with no local folder) are added."""
     ep = cfg.model.endpoint
-    out = []
-    for v in variants:
-        served = (ep.base_model or cfg.model.base_name or cfg.model.base) if v.is_base else ep.adapter_models.get(v.name, v.name)
-        out.append(Variant(**{**v.__dict__, "served_as": served}))
+
+    def served(name: str) -> str:
+        own = ep.variants[name].model if name in ep.variants else None
+        if own:
+            return own
+        if name == BASE:
+            return ep.base_model or cfg.model.base_name or cfg.model.base
+        return ep.adapter_models.get(name, name)
+
+    out = [Variant(**{**v.__dict__, "served_as": served(v.name)}) for v in variants]
     known = {v.name for v in out}
-    for name, served in ep.adapter_models.items():
+    for name in [*ep.adapter_models, *ep.variants]:
         if name not in known and name != BASE:
-            out.append(Variant(name=name, served_as=served))
+            out.append(Variant(name=name, served_as=served(name)))
+            known.add(name)
     return out

@@ -494,9 +494,13 @@ def check_vllm(cfg: Config, src: ModelSource) -> Iterator[Check]:
 
 
 def check_endpoint(cfg: Config) -> Iterator[Check]:
-    """openai backend: the endpoint answers, knows every model name we will ask for, accepts the key."""
+    """openai backend: each endpoint answers, knows every model name we will ask for, accepts the key;
+    then the determinism probe: the first prompt asked alone and twice at once, greedy, on the base's
+    route; different answers are a WARN naming the server options that fix them."""
     from .adapters import discover
-    from .backends.endpoint import OpenAIBackend
+    from .backends.base import Request
+    from .backends.endpoint import OpenAIBackend, reproducibility_hint
+    from .chat import messages
 
     quick = cfg.model_copy(deep=True)
     quick.model.endpoint.max_retries = 0  # a check reports, it does not wait
@@ -505,14 +509,32 @@ def check_endpoint(cfg: Config) -> Iterator[Check]:
         variants = discover(quick, digest=False)
         backend = OpenAIBackend(quick)
         backend.prepare(variants)
+        routes = backend.routes
+        one_url = len({r.base_url for r in routes.values()}) == 1
+        served = ", ".join(f"{v.name} = {v.served_as}" + ("" if one_url else f" at {routes[v.name].base_url}")
+                           for v in variants)
+        yield Check("OK", "endpoint", (f"{backend.base_url} serves " if one_url else "") + served)
+        if not cfg.prompts:
+            return
+        v = variants[0]
+        p = cfg.prompts[0]
+        answers = backend.probe(v, Request(p.id, tuple(messages(cfg, p))))
+        failed = next((a.error for a in answers if a.error), None)
+        url = routes[v.name].base_url
+        if failed:
+            yield Check("FAIL", "determinism", f"{v.name}: {failed}", "check the server's log")
+        elif len({a.response for a in answers}) > 1:
+            yield Check("WARN", "determinism",
+                        f"{url} gave {len({a.response for a in answers})} different answers to the same request at "
+                        f"temperature 0 (prompt {p.id}, alone then twice at once): two runs may disagree",
+                        reproducibility_hint(backend.kinds.get(url, "other")))
+        else:
+            yield Check("OK", "determinism", f"{url}: the same answer to the same request, alone and twice at once")
     except JarvisBenchError as exc:
         yield Check("FAIL", "endpoint", str(exc))
-        return
     finally:
         if backend is not None:
             backend.close()
-    served = ", ".join(f"{v.name} = {v.served_as}" for v in variants)
-    yield Check("OK", "endpoint", f"{backend.base_url} serves {served}")
 
 
 def check_embedder(cfg: Config) -> Check:

@@ -25,6 +25,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
 
 
+TOOL_OWNED_FIELDS = ("model", "messages", "temperature", "max_tokens", "seed", "tools", "chat_template_kwargs")
+"""Chat request fields the openai backend sets itself: extra_body may not override them."""
+
+
+class VariantEndpoint(_Strict):
+    """One variant's own route on the openai backend; each field left out takes the shared one."""
+
+    base_url: str | None = None
+    """Endpoint root of this variant (the base and an adapter on two servers or ports)."""
+    model: str | None = None
+    """Model name this variant asks for (default: endpoint.base_model / adapter_models / its name)."""
+    extra_body: dict[str, Any] = {}
+    """Request fields merged over endpoint.extra_body for this variant only, e.g. llama-server's
+    per-request LoRA selection: {"lora": [{"id": 0, "scale": 1}]} for the adapter, {"lora": []} for the base."""
+
+
 class EndpointSection(_Strict):
     """The `openai` backend: an OpenAI-compatible chat endpoint (vLLM, transformers serve, llama.cpp…)."""
 
@@ -49,8 +65,21 @@ class EndpointSection(_Strict):
     """Anything you bump when the server changes in a way it does not report (other sampling defaults,
     another quantization under the same name): part of every cache key, so old answers are not reused."""
     allow_identical: bool = False
-    """Two variants asking the endpoint for the same model name compare a model with itself (a typo in
-    adapter_models): refused before generating unless this is true (or --allow-identical)."""
+    """Two variants sending the same request (same endpoint, model name and extra fields) compare a model
+    with itself (a typo in adapter_models): refused before generating unless this is true (or --allow-identical)."""
+    extra_body: dict[str, Any] = {}
+    """Extra fields sent in every chat request (server-specific options, e.g. {"top_k": 1}); they are part
+    of the cache key. The fields the tool sets itself (model, messages, temperature, max_tokens, seed,
+    tools, chat_template_kwargs) cannot be overridden here."""
+    variants: dict[str, VariantEndpoint] = {}
+    """Variant name ("base", an adapter's name, or a name only the server knows) -> its own base_url,
+    model and extra_body. A name that is no local adapter is an adapter living only on the server."""
+    recheck: bool = True
+    """After each variant's answers, ask its first prompt once more (one extra request): a different greedy
+    answer is a warning that the server is not reproducible (parallel slots, prompt cache, batching)."""
+    prompt_cache: bool = True
+    """llama.cpp: false sends "cache_prompt": false with every request, so an answer does not depend on
+    what an earlier request left in the server's cache (greedy answers become reproducible; slower)."""
 
 
 class VllmSection(_Strict):
@@ -392,11 +421,22 @@ def _cross_checks(cfg: Config) -> list[str]:
             problems.append(
                 f'correction_categories: "{cat}" has no prompts; remove it or add prompts with that category'
             )
-    if cfg.model.backend == "openai" and not cfg.model.endpoint.base_url:
+    ep = cfg.model.endpoint
+    if cfg.model.backend == "openai" and not ep.base_url and not any(v.base_url for v in ep.variants.values()):
         problems.append('model.endpoint.base_url is required when model.backend is "openai"; '
                         'set it to the server\'s /v1 URL, e.g. "http://localhost:8000/v1"')
-    if cfg.model.endpoint.base_url and not cfg.model.endpoint.base_url.startswith(("http://", "https://")):
-        problems.append(f'model.endpoint.base_url = "{cfg.model.endpoint.base_url}" must start with http:// or https://')
+    urls = [("model.endpoint.base_url", ep.base_url)] + [
+        (f'model.endpoint.variants["{n}"].base_url', v.base_url) for n, v in ep.variants.items()]
+    for where, url in urls:
+        if url and not url.startswith(("http://", "https://")):
+            problems.append(f'{where} = "{url}" must start with http:// or https://')
+    bodies = [("model.endpoint.extra_body", ep.extra_body)] + [
+        (f'model.endpoint.variants["{n}"].extra_body', v.extra_body) for n, v in ep.variants.items()]
+    for where, body in bodies:
+        owned = sorted(set(body) & set(TOOL_OWNED_FIELDS))
+        if owned:
+            problems.append(f"{where} sets {', '.join(owned)}, which the tool sets itself; remove "
+                            f"{'them' if len(owned) > 1 else 'it'} (generation.* holds those settings)")
     if cfg.model.backend == "replay" and not cfg.model.replay_file:
         problems.append('model.replay_file is required when model.backend is "replay"; set it to a JSONL file')
     return problems

@@ -295,6 +295,8 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
             *(_verdict_card(a, (st.get("comparisons") or {}).get(a, {}), th, lang) for a in adapters), "</div>"]
     if len(st.get("ranking") or []) > 1:
         body.append(f"<p>{_e(t['ranking'])}: {_e(' > '.join(st['ranking']))}</p>")
+    if meta.get("not_reproducible"):
+        body.append(f"<p>{_e(report_text.T[lang]['not_reproducible'].format(v=', '.join(meta['not_reproducible'])))}</p>")
     if meta.get("skipped_prompts"):
         body.append(f"<p>{_e(t['skipped'])}: {_e(', '.join(s['id'] for s in meta['skipped_prompts']))}</p>")
     body += [f"<h2>{_e(t['charts'])}</h2>", '<div class="charts">', _bars(data, "relevance", t["chart"], ci=True),

@@ -10,6 +10,8 @@ T = {
         "date": "Date", "base": "Modèle de base", "adapters": "Adaptateurs", "device": "Matériel", "quant": "quantification", "no_quant": "aucune",
         "prompts": "Prompts", "config": "Config (sha256)", "scorer": "notation", "incomplete": "ATTENTION : run incomplet, {n} réponses manquantes",
         "skipped": "Prompts écartés (--skip-too-long, plus longs que le contexte de {c} tokens) : {n} — {ids}",
+        "not_reproducible": ("Attention : le serveur a donné une autre réponse à la même requête (température 0) pour "
+                             "{v} ; deux exécutions peuvent ne pas s'accorder (voir check_setup.py)"),
         "global": "1. STATISTIQUES GLOBALES", "variant": "variante", "relevance": "pertinence",
         "kw": "mots-clés (moy.)", "kw_ratio": "mots-clés %", "tool": "outil correct", "cos_base": "cos. vs base",
         "cos_ref": "cos. vs réf.", "tokens": "tokens (moy.)", "truncated": "tronquées", "errors": "erreurs",
@@ -38,6 +40,8 @@ T = {
         "date": "Date", "base": "Base model", "adapters": "Adapters", "device": "Hardware", "quant": "quantization", "no_quant": "none",
         "prompts": "Prompts", "config": "Config (sha256)", "scorer": "scorer", "incomplete": "WARNING: incomplete run, {n} answers missing",
         "skipped": "Prompts left out (--skip-too-long, longer than the {c}-token context): {n} — {ids}",
+        "not_reproducible": ("Warning: the server gave another answer to the same request (temperature 0) for {v}; "
+                             "two runs may disagree (see check_setup.py)"),
         "global": "1. GLOBAL STATISTICS", "variant": "variant", "relevance": "relevance",
         "kw": "keywords (mean)", "kw_ratio": "keywords %", "tool": "tool correct", "cos_base": "cos. vs base",
         "cos_ref": "cos. vs ref.", "tokens": "tokens (mean)", "truncated": "truncated", "errors": "errors",
@@ -134,6 +138,8 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
     if meta.get("skipped_prompts"):
         out.append(t["skipped"].format(n=len(meta["skipped_prompts"]), ids=", ".join(s["id"] for s in meta["skipped_prompts"]),
                                        c=meta["skipped_prompts"][0]["context"]))
+    if meta.get("not_reproducible"):
+        out.append(t["not_reproducible"].format(v=", ".join(meta["not_reproducible"])))
     out.append(f"{t['config']}: {meta['config_sha256'][:16]} · {t['scorer']} v{meta.get('scorer_version', 1)}")
     if not meta.get("complete", True):
         out.append(t["incomplete"].format(n=meta.get("missing_answers")))

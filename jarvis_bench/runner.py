@@ -98,7 +98,9 @@ def run(
     identity = backend.identity()
     gen_params = params(cfg)
     texts = {r.prompt_id: rendered(backend, r, cache) for r in requests}
-    keys = {(r.prompt_id, v.name): generation_key(identity, v.key, texts[r.prompt_id], gen_params)
+    variant_key = getattr(backend, "variant_key", lambda v: v.key)  # openai: the route and the server's facts too
+    vkeys = {v.name: variant_key(v) for v in variants}
+    keys = {(r.prompt_id, v.name): generation_key(identity, vkeys[v.name], texts[r.prompt_id], gen_params)
             for v in variants for r in requests}
     out_dir.mkdir(parents=True, exist_ok=True)
     jsonl = out_dir / GENERATIONS_FILE

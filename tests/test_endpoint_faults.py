@@ -76,6 +76,7 @@ def no_sleep(monkeypatch):
 def _backend(url, **endpoint_kw):
     cfg = config.load(CONFIG)
     cfg.model.backend = "openai"
+    endpoint_kw.setdefault("recheck", False)  # these tests count requests; the recheck has its own tests
     cfg.model.endpoint = config.EndpointSection(base_url=url, base_model="m", **endpoint_kw)
     b = endpoint.OpenAIBackend(cfg)
     base = Variant(name="base", served_as="m")
@@ -181,7 +182,7 @@ def test_failed_answers_are_counted_not_cached_and_retried_next_run(tmp_path, co
     try:
         data = json.loads(json.dumps(config_data))
         data["model"].update(backend="openai", base="m", adapters=[],
-                             endpoint={"base_url": srv.url, "base_model": "m", "concurrency": 1})
+                             endpoint={"base_url": srv.url, "base_model": "m", "concurrency": 1, "recheck": False})
         cfg = write_config(tmp_path / "c.json", data)
         argv = ["--config", str(cfg), "--output-dir", str(tmp_path / "o"), "--quiet", "--limit", "2"]
         benchmark.main(argv)

@@ -177,28 +177,30 @@ def test_served_names_and_the_hint_for_the_server_that_answered(listing, kind, n
 
 
 def test_cache_identity_follows_what_the_server_says(served_demo, tmp_path, config_data):
-    """The same server twice: the same identity (the per-request `created` stamp left out); bumping
-    endpoint.revision, or another model behind the name, gives another identity: no stale answers."""
+    """The same server twice: the same keys (the per-request `created` stamp left out); bumping
+    endpoint.revision, or another model behind the name, gives other keys: no stale answers."""
     from jarvis_bench import adapters, config
     from jarvis_bench.backends import endpoint
 
     cfg = config.load(_http_config(tmp_path, config_data, served_demo))
     variants = adapters.discover(cfg, digest=False)
 
-    def identity(c):
+    def keys(c):
         b = endpoint.OpenAIBackend(c)
         b.prepare(variants)
         try:
-            return b.identity()
+            return b.identity(), {v.name: b.variant_key(v) for v in variants}, b._facts
         finally:
             b.close()
 
-    first = identity(cfg)
-    assert first == identity(cfg)
-    assert [m["id"] for m in first["server"]["models"]] == sorted([served_demo["base"], served_demo["merged"]])
-    assert all("created" not in m for m in first["server"]["models"])
+    first = keys(cfg)
+    assert first[:2] == keys(cfg)[:2]
+    facts = first[2]
+    assert [m["id"] for m in facts["base"]["models"]] == [served_demo["base"]]
+    assert [m["id"] for m in facts["jarvis-demo"]["models"]] == [served_demo["merged"]]
+    assert all("created" not in m for f in facts.values() for m in f["models"])
     cfg.model.endpoint.revision = "q4_k_m-2026-11"
-    assert identity(cfg) != first
+    assert keys(cfg)[0] != first[0]
     listing = {"data": [{"id": "b", "owned_by": "llamacpp", "created": 1}, {"id": "x", "created": 2}]}
     other = {"data": [{"id": "b", "owned_by": "llamacpp", "created": 3, "meta": {"n_params": 135}}]}
     assert endpoint.model_facts(listing, ["b"]) == [{"id": "b", "owned_by": "llamacpp"}]

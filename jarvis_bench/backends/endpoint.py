@@ -1,10 +1,18 @@
 """openai backend: any OpenAI-compatible chat endpoint (vLLM `serve --enable-lora --lora-modules`,
 `transformers serve`, llama.cpp server, Ollama, LM Studio…).
 
-- the base and each adapter are model names on the endpoint (`Variant.served_as`), two variants never
-  the same one (unless `endpoint.allow_identical`); `/v1/models` (ids and llama-server's aliases) is
-  checked before anything is generated, and a missing name is a one-line error listing what is served
+- the base and each adapter are model names on the endpoint (`Variant.served_as`); each variant may
+  have its own route (`endpoint.variants[name]`: base_url, model, extra_body merged over the shared
+  extra_body), so the base and an adapter can live on two servers, or on one llama-server that picks
+  its LoRA per request (`"lora": [{"id": 0, "scale": 1}]`); two variants never send the same request
+  (unless `endpoint.allow_identical`); `/v1/models` (ids and llama-server's aliases) is checked on every
+  endpoint before anything is generated, and a missing name is a one-line error listing what is served
   and how to serve one more on that kind of server;
+- cache keys hold each variant's route and what its server says about the model (`/v1/models` entry,
+  llama-server's `/props`), plus `endpoint.revision`;
+- determinism: `probe()` asks one request alone then twice at once; after each variant's answers the
+  run asks its first request again; different greedy answers are one warning naming the server options
+  that make them reproducible (llama-server `--parallel 1` and `cache_prompt: false`);
 - greedy: `temperature=0`, `max_tokens`, `seed`; the tool catalog goes in `tools`; Qwen3's thinking
   switch goes in `chat_template_kwargs` (dropped, once, for a server that rejects the field);
 - tool calls the server parsed out of the text come back as `<tool_call>{json}</tool_call>` so they
@@ -26,12 +34,14 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 from ..adapters import Variant
 from ..chat import tools as tool_schemas
 from ..config import Config
 from ..errors import ConfigError, ModelLoadError
+from ..fsutil import sha256_json
 from ..text import strip_thinking
 from .base import Generation, Request
 
@@ -124,6 +134,46 @@ class _Failed(Exception):
         self.retry_after = retry_after
 
 
+def reproducibility_hint(kind: str) -> str:
+    """The server options that make greedy answers independent of what else the server is doing."""
+    return {
+        "llama.cpp": 'llama-server --parallel 1, and model.endpoint.prompt_cache false (sends "cache_prompt": false)',
+        "vllm": "vllm serve --max-num-seqs 1 --no-enable-prefix-caching, or VLLM_BATCH_INVARIANT=1",
+        "ollama": "OLLAMA_NUM_PARALLEL=1 on the Ollama server",
+        "other": ("one request at a time on the server (llama-server --parallel 1, vLLM --max-num-seqs 1, "
+                  "OLLAMA_NUM_PARALLEL=1) and no prompt cache (model.endpoint.prompt_cache false for llama.cpp)"),
+    }[kind]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one variant's requests go and what they carry beyond the prompt."""
+
+    base_url: str
+    model: str | None
+    extra_body: dict[str, Any]
+
+    def same_request(self) -> str:
+        return json.dumps([self.base_url, self.model, self.extra_body], sort_keys=True)
+
+
+def routes(cfg: Config, variants: Sequence[Variant]) -> dict[str, Route]:
+    """Each variant's route: its own endpoint.variants entry over the shared settings."""
+    ep = cfg.model.endpoint
+    out = {}
+    for v in variants:
+        own = ep.variants.get(v.name)
+        url = (own.base_url if own and own.base_url else ep.base_url) or ""
+        if not url:
+            raise ConfigError(f'variant {v.name} has no endpoint: set model.endpoint.base_url, or '
+                              f'model.endpoint.variants["{v.name}"].base_url')
+        body = {**ep.extra_body, **(own.extra_body if own else {})}
+        if not ep.prompt_cache:
+            body["cache_prompt"] = False
+        out[v.name] = Route(url.rstrip("/"), v.served_as, body)
+    return out
+
+
 class OpenAIBackend:
     name = "openai"
 
@@ -131,10 +181,11 @@ class OpenAIBackend:
         import httpx
 
         ep = cfg.model.endpoint
-        if not ep.base_url:
+        if not ep.base_url and not any(v.base_url for v in ep.variants.values()):
             raise ConfigError('model.endpoint.base_url is required when model.backend is "openai"')
         self.cfg = cfg
-        self.base_url = ep.base_url.rstrip("/")
+        self.base_url = (ep.base_url or next(v.base_url for v in ep.variants.values() if v.base_url) or "").rstrip("/")
+        self.routes: dict[str, Route] = {}
         headers = {"User-Agent": "jarvis-bench"}
         if ep.api_key_env:
             key = os.environ.get(ep.api_key_env)
@@ -154,8 +205,8 @@ class OpenAIBackend:
 
     # ------------------------------------------------------------------ setup
 
-    def _get(self, path: str) -> Any:
-        url = f"{self.base_url}{path}"
+    def _get(self, root: str, path: str) -> Any:
+        url = f"{root}{path}"
         last = ""
         for attempt in range(self.cfg.model.endpoint.max_retries + 1):
             try:
@@ -177,44 +228,63 @@ class OpenAIBackend:
                 time.sleep(backoff_s(attempt, rng=self._rng))
         raise ModelLoadError(
             f"cannot reach the endpoint {url} ({last}); start the server or fix model.endpoint.base_url"
+            + ("" if root == self.base_url else " (or model.endpoint.variants[…].base_url)")
         )
 
     def prepare(self, variants: Sequence[Variant]) -> None:
         self.variants = list(variants)
-        by_name: dict[str | None, list[str]] = {}
-        for v in self.variants:
-            by_name.setdefault(v.served_as, []).append(v.name)
-        same = next((names for names in by_name.values() if len(names) > 1), None)
-        if same and not self.cfg.model.endpoint.allow_identical:
-            name = next(k for k, names in by_name.items() if names is same)
-            raise ConfigError(
-                f"variants {' and '.join(same)} both ask {self.base_url} for the model {name!r}: that compares a "
-                "model with itself; give each its own name (model.endpoint.base_model / adapter_models), or set "
-                "model.endpoint.allow_identical (--allow-identical) if that is what you mean"
-            )
+        self.routes = routes(self.cfg, self.variants)
+        self._refuse_identical()
         t0 = time.perf_counter()
-        listing = self._get("/models")
-        served = served_names(listing)
-        missing = [v for v in self.variants if v.served_as not in served]
-        if missing:
-            v = missing[0]
-            where = ("model.endpoint.base_model" if v.is_base else f'model.endpoint.adapter_models["{v.name}"]')
-            raise ConfigError(
-                f"the endpoint {self.base_url} does not serve {v.served_as!r} (variant {v.name}); it serves: "
-                f"{', '.join(sorted(served)) or 'nothing'}; set {where} to one of them or load it on the server "
-                f"({load_hint(listing)})"
-            )
-        self._facts = {"models": model_facts(listing, [v.served_as for v in self.variants])}
-        if server_kind(listing) == "llama.cpp":  # its /props names the GGUF file and the build
-            props = self._props()
-            if props:
-                self._facts["props"] = props
+        self._facts: dict[str, dict[str, Any]] = {}
+        self.kinds: dict[str, str] = {}
+        for url in dict.fromkeys(r.base_url for r in self.routes.values()):
+            mine = [v for v in self.variants if self.routes[v.name].base_url == url]
+            listing = self._get(url, "/models")
+            served = served_names(listing)
+            missing = [v for v in mine if v.served_as not in served]
+            if missing:
+                v = missing[0]
+                where = ("model.endpoint.base_model" if v.is_base else f'model.endpoint.adapter_models["{v.name}"]')
+                if v.name in self.cfg.model.endpoint.variants and self.cfg.model.endpoint.variants[v.name].model:
+                    where = f'model.endpoint.variants["{v.name}"].model'
+                raise ConfigError(
+                    f"the endpoint {url} does not serve {v.served_as!r} (variant {v.name}); it serves: "
+                    f"{', '.join(sorted(served)) or 'nothing'}; set {where} to one of them or load it on the server "
+                    f"({load_hint(listing)})"
+                )
+            self.kinds[url] = server_kind(listing)
+            props = self._props(url) if self.kinds[url] == "llama.cpp" else {}  # the GGUF file and the build
+            for v in mine:
+                self._facts[v.name] = {"models": model_facts(listing, [v.served_as]), **({"props": props} if props else {})}
         self._info["served_models"] = {v.name: v.served_as for v in self.variants}
+        urls = {name: r.base_url for name, r in self.routes.items()}
+        if set(urls.values()) != {self.base_url}:
+            self._info["endpoints"] = urls
+        extra = {name: r.extra_body for name, r in self.routes.items() if r.extra_body}
+        if extra:
+            self._info["extra_body"] = extra
         self._info["models_check_s"] = round(time.perf_counter() - t0, 3)
 
-    def _props(self) -> dict[str, Any]:
+    def _refuse_identical(self) -> None:
+        """Two variants sending the same request compare a model with itself (a typo): refused."""
+        by_request: dict[str, list[str]] = {}
+        for v in self.variants:
+            by_request.setdefault(self.routes[v.name].same_request(), []).append(v.name)
+        same = next((names for names in by_request.values() if len(names) > 1), None)
+        if same and not self.cfg.model.endpoint.allow_identical:
+            r = self.routes[same[0]]
+            fields = f" with the same extra fields {json.dumps(r.extra_body)}" if r.extra_body else ""
+            raise ConfigError(
+                f"variants {' and '.join(same)} both ask {r.base_url} for the model {r.model!r}{fields}: that "
+                "compares a model with itself; give each its own name (model.endpoint.base_model / adapter_models) "
+                "or its own request fields (model.endpoint.variants[name].extra_body), or set "
+                "model.endpoint.allow_identical (--allow-identical) if that is what you mean"
+            )
+
+    def _props(self, url: str) -> dict[str, Any]:
         """llama-server's /props (beside /v1): the model file and the build, when it answers."""
-        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        root = url[: -len("/v1")] if url.endswith("/v1") else url
         try:
             resp = self._client.get(f"{root}/props", timeout=5.0)
             data = resp.json() if resp.status_code == 200 else {}
@@ -223,15 +293,22 @@ class OpenAIBackend:
         return {k: data[k] for k in ("model_path", "build_info", "model_alias") if isinstance(data, dict) and k in data}
 
     def identity(self) -> dict[str, Any]:
-        # No API key here: the identity goes into cache keys and the results. What the server says about
-        # its models (and endpoint.revision) is in it: another GGUF behind the same name is another model.
-        return {"backend": self.name, "base_url": self.base_url,
-                "base": next((v.served_as for v in self.variants if v.is_base), None),
-                "server": getattr(self, "_facts", {}), "revision": self.cfg.model.endpoint.revision}
+        # No API key here: the identity goes into cache keys and the results. Each variant's route and
+        # what its server says about its model are in variant_key(); endpoint.revision is here.
+        return {"backend": self.name, "revision": self.cfg.model.endpoint.revision}
 
-    def _body(self, request: Request) -> dict[str, Any]:
+    def variant_key(self, variant: Variant) -> str:
+        """What identifies this variant's answers beyond the prompt: its weights (adapter hash or served
+        name), its route (endpoint, model, extra fields) and what the server reports about the model:
+        another GGUF behind the same name is another model."""
+        r = self.routes[variant.name]
+        return sha256_json({"variant": variant.key, "url": r.base_url, "model": r.model, "extra_body": r.extra_body,
+                            "server": self._facts.get(variant.name, {})})
+
+    def _body(self, request: Request, route: Route | None = None) -> dict[str, Any]:
         g = self.cfg.generation
         body: dict[str, Any] = {
+            **(route.extra_body if route else {}),
             "messages": list(request.messages),
             "temperature": 0,
             "max_tokens": g.max_new_tokens,
@@ -248,8 +325,8 @@ class OpenAIBackend:
 
     # ------------------------------------------------------------------ generation
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self.base_url}/chat/completions"
+    def _post(self, root: str, body: dict[str, Any]) -> dict[str, Any]:
+        url = f"{root}/chat/completions"
         try:
             resp = self._client.post(url, json=body)
         except self._httpx.TimeoutException:
@@ -271,14 +348,17 @@ class OpenAIBackend:
         except ValueError:
             raise _Failed(f"invalid JSON from {url}", True) from None
 
-    def _one(self, variant: Variant, request: Request) -> Generation:
+    def _one(self, variant: Variant, request: Request, max_tokens: int | None = None) -> Generation:
         ep = self.cfg.model.endpoint
+        route = self.routes[variant.name]
         t0 = time.perf_counter()
         attempt = 0
         while True:
-            body = {"model": variant.served_as, **self._body(request)}
+            body = {"model": route.model, **self._body(request, route)}
+            if max_tokens is not None:
+                body["max_tokens"] = max_tokens
             try:
-                data = self._post(body)
+                data = self._post(route.base_url, body)
                 choice = (data.get("choices") or [{}])[0]
                 message = choice.get("message") or {}
                 text, thinking = strip_thinking(answer_text(message))
@@ -302,10 +382,12 @@ class OpenAIBackend:
                 attempt += 1
 
     def generate(self, variant: Variant, requests: Sequence[Request]) -> Iterator[Generation]:
-        """At most `endpoint.concurrency` requests in flight; answers are yielded as they finish."""
+        """At most `endpoint.concurrency` requests in flight; answers are yielded as they finish. Then the
+        first request is asked once more, alone: a different greedy answer is a warning (see `recheck`)."""
         pool = ThreadPoolExecutor(max_workers=self.cfg.model.endpoint.concurrency, thread_name_prefix="jarvis-http")
         pending: set[Future[Generation]] = set()
         todo = iter(requests)
+        first: Generation | None = None
         try:
             for r in todo:
                 pending.add(pool.submit(self._one, variant, r))
@@ -317,9 +399,43 @@ class OpenAIBackend:
                     nxt = next(todo, None)
                     if nxt is not None:
                         pending.add(pool.submit(self._one, variant, nxt))
-                    yield fut.result()
+                    gen = fut.result()
+                    if requests and gen.prompt_id == requests[0].prompt_id:
+                        first = gen
+                    yield gen
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+        if first is not None and not first.error and self.cfg.model.endpoint.recheck:
+            self.recheck(variant, requests[0], first)
+
+    def recheck(self, variant: Variant, request: Request, first: Generation) -> bool:
+        """Ask `request` again and compare with the answer the run kept: True when they match. A greedy
+        answer that changes means the server's answers depend on what else it was doing (parallel slots,
+        prompt cache, batching): one warning, and `info()["not_reproducible"]` names the variant."""
+        again = self._one(variant, request)
+        if again.error or again.response == first.response:
+            return True
+        route = self.routes[variant.name]
+        with self._lock:
+            seen = self._info.setdefault("not_reproducible", [])
+            told = any(self.routes[name].base_url == route.base_url for name in seen)
+            seen.append(variant.name)
+        if told:
+            return False
+        log.warning(
+            "%s gave another answer to the same request at temperature 0 (variant %s, prompt %s): its answers "
+            "depend on what else it is doing, so two runs may disagree; for reproducible answers use %s.",
+            route.base_url, variant.name, request.prompt_id, reproducibility_hint(self.kinds.get(route.base_url, "other")),
+        )
+        return False
+
+    def probe(self, variant: Variant, request: Request, max_tokens: int = 32) -> list[Generation]:
+        """The same request alone, then twice at once (check_setup's determinism probe): three answers
+        that a deterministic server makes identical."""
+        alone = self._one(variant, request, max_tokens)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="jarvis-probe") as pool:
+            both = list(pool.map(lambda _: self._one(variant, request, max_tokens), range(2)))
+        return [alone, *both]
 
     def info(self) -> dict[str, Any]:
         return dict(self._info)
