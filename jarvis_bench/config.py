@@ -38,7 +38,8 @@ class VariantEndpoint(_Strict):
     """Model name this variant asks for (default: endpoint.base_model / adapter_models / its name)."""
     extra_body: dict[str, Any] = {}
     """Request fields merged over endpoint.extra_body for this variant only, e.g. llama-server's
-    per-request LoRA selection: {"lora": [{"id": 0, "scale": 1}]} for the adapter, {"lora": []} for the base."""
+    per-request LoRA selection: {"lora": [{"id": 0, "scale": 1}]} for the adapter, {"lora": [{"id": 0,
+    "scale": 0}]} for the base (an empty list means the server's default scales, not "no adapter")."""
 
 
 class EndpointSection(_Strict):

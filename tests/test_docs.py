@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -113,3 +114,23 @@ def test_readme_quickstart_commands_run(workdir, demo_run):
             assert "OK QUICK TEST RÉUSSI" in proc.stdout
     for name in ("benchmark_results.json", "benchmark_report.txt", "benchmark_charts.png"):
         assert (workdir / "results" / name).is_file(), name
+
+
+def test_readme_config_snippets_are_valid():
+    """Every ```json block of the README that is a `"model"` or `"endpoint"` section parses into the
+    config's schema (a recipe with a misspelt field would be refused by the tool)."""
+    from jarvis_bench import config
+
+    blocks = re.findall(r"```json\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), flags=re.S)
+    checked = 0
+    for block in blocks:
+        text = " ".join(block.split())
+        if not text.startswith(('"model":', '"endpoint":')):
+            continue
+        section = json.loads("{" + text + "}")
+        if "model" in section:
+            config.ModelSection(**section["model"])
+        else:
+            config.EndpointSection(**section["endpoint"])
+        checked += 1
+    assert checked >= 3

@@ -90,7 +90,7 @@ def _answers(out):
 
 
 LORA_ON = {"lora": [{"id": 0, "scale": 1}]}
-LORA_OFF = {"lora": []}
+LORA_OFF = {"lora": [{"id": 0, "scale": 0}]}
 
 
 def test_one_llama_server_with_per_request_lora(servers, tmp_path, config_data, monkeypatch):
@@ -105,7 +105,7 @@ def test_one_llama_server_with_per_request_lora(servers, tmp_path, config_data, 
     assert benchmark.main(["--config", str(cfg), "--output-dir", str(out), "--quiet", "--limit", "3"]) == 0
     data, answers = _answers(out)
     assert data["metadata"]["variants"] == ["base", "jarvis-lora"]
-    assert {a["response"] for (_, v), a in answers.items() if v == "base"} == {"model=qwen3 lora=[]"}
+    assert {a["response"] for (_, v), a in answers.items() if v == "base"} == {'model=qwen3 lora=[{"id": 0, "scale": 0}]'}
     assert {a["response"] for (_, v), a in answers.items() if v == "jarvis-lora"} == {
         'model=qwen3 lora=[{"id": 0, "scale": 1}]'}
     assert all(b["top_k"] == 1 and b["temperature"] == 0 for b in srv.bodies)
