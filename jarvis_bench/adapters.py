@@ -214,7 +214,14 @@ def _served(cfg: Config, variants: list[Variant]) -> list[Variant]:
     out = [Variant(**{**v.__dict__, "served_as": served(v.name)}) for v in variants]
     known = {v.name for v in out}
     for name in [*ep.adapter_models, *ep.variants]:
-        if name not in known and name != BASE:
-            out.append(Variant(name=name, served_as=served(name)))
-            known.add(name)
+        if name in known:
+            continue
+        own = ep.variants.get(name)
+        if name not in ep.adapter_models and own is not None and not (own.model or own.base_url):
+            log.warning('model.endpoint.variants["%s"] names no variant of this run (%s) and is ignored; fix the name, '
+                        'or give it a "model" if it is an adapter that lives only on the server.',
+                        name, ", ".join(sorted(known)))
+            continue
+        out.append(Variant(name=name, served_as=served(name)))
+        known.add(name)
     return out

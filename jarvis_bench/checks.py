@@ -495,8 +495,8 @@ def check_vllm(cfg: Config, src: ModelSource) -> Iterator[Check]:
 
 def check_endpoint(cfg: Config) -> Iterator[Check]:
     """openai backend: each endpoint answers, knows every model name we will ask for, accepts the key;
-    then the determinism probe: the first prompt asked alone and twice at once, greedy, on the base's
-    route; different answers are a WARN naming the server options that fix them."""
+    then the determinism probe on each server: the first prompt asked alone and twice at once, greedy;
+    different answers are a WARN naming the server options that fix them."""
     from .adapters import discover
     from .backends.base import Request
     from .backends.endpoint import OpenAIBackend, reproducibility_hint
@@ -513,23 +513,25 @@ def check_endpoint(cfg: Config) -> Iterator[Check]:
         one_url = len({r.base_url for r in routes.values()}) == 1
         served = ", ".join(f"{v.name} = {v.served_as}" + ("" if one_url else f" at {routes[v.name].base_url}")
                            for v in variants)
-        yield Check("OK", "endpoint", (f"{backend.base_url} serves " if one_url else "") + served)
+        yield Check("OK", "endpoint", (f"{routes[variants[0].name].base_url} serves " if one_url else "") + served)
         if not cfg.prompts:
             return
-        v = variants[0]
         p = cfg.prompts[0]
-        answers = backend.probe(v, Request(p.id, tuple(messages(cfg, p))))
-        failed = next((a.error for a in answers if a.error), None)
-        url = routes[v.name].base_url
-        if failed:
-            yield Check("FAIL", "determinism", f"{v.name}: {failed}", "check the server's log")
-        elif len({a.response for a in answers}) > 1:
-            yield Check("WARN", "determinism",
-                        f"{url} gave {len({a.response for a in answers})} different answers to the same request at "
-                        f"temperature 0 (prompt {p.id}, alone then twice at once): two runs may disagree",
-                        reproducibility_hint(backend.kinds.get(url, "other")))
-        else:
-            yield Check("OK", "determinism", f"{url}: the same answer to the same request, alone and twice at once")
+        request = Request(p.id, tuple(messages(cfg, p)))
+        for url in dict.fromkeys(routes[v.name].base_url for v in variants):  # each server once
+            v = next(v for v in variants if routes[v.name].base_url == url)
+            answers = backend.probe(v, request)
+            failed = next((a.error for a in answers if a.error), None)
+            distinct = len({a.response for a in answers})
+            if failed:
+                yield Check("FAIL", "determinism", f"{v.name}: {failed}", "check the server's log")
+            elif distinct > 1:
+                yield Check("WARN", "determinism",
+                            f"{url} gave {distinct} different answers to the same request at temperature 0 "
+                            f"(prompt {p.id}, alone then twice at once): two runs may disagree",
+                            reproducibility_hint(backend.kinds.get(url, "other")))
+            else:
+                yield Check("OK", "determinism", f"{url}: the same answer to the same request, alone and twice at once")
     except JarvisBenchError as exc:
         yield Check("FAIL", "endpoint", str(exc))
     finally:

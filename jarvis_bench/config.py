@@ -25,8 +25,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
 
 
-TOOL_OWNED_FIELDS = ("model", "messages", "temperature", "max_tokens", "seed", "tools", "chat_template_kwargs")
-"""Chat request fields the openai backend sets itself: extra_body may not override them."""
+TOOL_OWNED_FIELDS = {
+    "model": "model.endpoint.base_model, adapter_models or variants[name].model",
+    "messages": "the prompts file and generation.system_prompt",
+    "temperature": "always 0 (greedy)", "seed": "generation.seed", "max_tokens": "generation.max_new_tokens",
+    "tools": "generation.include_tools", "chat_template_kwargs": "generation.enable_thinking",
+    "stream": "answers are read whole", "n": "one answer per request",
+}
+"""Chat request fields the openai backend sets (or relies on) itself -> where they come from: extra_body
+may not set them."""
 
 
 class VariantEndpoint(_Strict):
@@ -423,7 +430,7 @@ def _cross_checks(cfg: Config) -> list[str]:
                 f'correction_categories: "{cat}" has no prompts; remove it or add prompts with that category'
             )
     ep = cfg.model.endpoint
-    if cfg.model.backend == "openai" and not ep.base_url and not any(v.base_url for v in ep.variants.values()):
+    if cfg.model.backend == "openai" and not ep.base_url and not (ep.variants.get("base") and ep.variants["base"].base_url):
         problems.append('model.endpoint.base_url is required when model.backend is "openai"; '
                         'set it to the server\'s /v1 URL, e.g. "http://localhost:8000/v1"')
     urls = [("model.endpoint.base_url", ep.base_url)] + [
@@ -434,10 +441,11 @@ def _cross_checks(cfg: Config) -> list[str]:
     bodies = [("model.endpoint.extra_body", ep.extra_body)] + [
         (f'model.endpoint.variants["{n}"].extra_body', v.extra_body) for n, v in ep.variants.items()]
     for where, body in bodies:
-        owned = sorted(set(body) & set(TOOL_OWNED_FIELDS))
+        owned = [k for k in TOOL_OWNED_FIELDS if k in body]
         if owned:
             problems.append(f"{where} sets {', '.join(owned)}, which the tool sets itself; remove "
-                            f"{'them' if len(owned) > 1 else 'it'} (generation.* holds those settings)")
+                            f"{'them' if len(owned) > 1 else 'it'} ("
+                            + "; ".join(f"{k}: {TOOL_OWNED_FIELDS[k]}" for k in owned) + ")")
     if cfg.model.backend == "replay" and not cfg.model.replay_file:
         problems.append('model.replay_file is required when model.backend is "replay"; set it to a JSONL file')
     return problems

@@ -81,6 +81,16 @@ def _check_fit(backend: Backend, todos: dict[str, list[Request]], max_new_tokens
     return {o["id"] for o in over}
 
 
+def _recheck(backend: Backend, variant: Variant, request: Request, outcome: RunOutcome, deadline: float | None) -> None:
+    """Backends that can (openai) ask a variant's first generated prompt once more, outside the timings
+    and never past generation.timeout_s: a server whose greedy answers change is a warning."""
+    check = getattr(backend, "recheck", None)
+    first = outcome.generations.get((request.prompt_id, variant.name))
+    if check is None or first is None or first.error or (deadline is not None and time.monotonic() >= deadline):
+        return
+    check(variant, request, first)
+
+
 def run(
     cfg: Config,
     backend: Backend,
@@ -150,6 +160,7 @@ def run(
                 outcome.seconds_per_variant[v.name] = round(time.perf_counter() - t0, 3)
                 if outcome.timed_out:
                     break
+                _recheck(backend, v, todo[0], outcome, deadline)
         except KeyboardInterrupt:
             outcome.interrupted = True
     outcome.missing = total - len(outcome.generations) - len(outcome.skipped) * len(variants)

@@ -46,6 +46,18 @@ def isolated_cache(tmp_path_factory):
         os.environ[fsutil.CACHE_ENV] = old
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The entry points set the "jarvis_bench" logger's level (check_setup: ERROR); a test that runs one
+    must not change what the next test's caplog sees."""
+    import logging
+
+    logger = logging.getLogger("jarvis_bench")
+    level = logger.level
+    yield
+    logger.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def config_data() -> dict:
     return json.loads(CONFIG.read_text(encoding="utf-8"))

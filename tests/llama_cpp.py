@@ -99,9 +99,14 @@ def build(jobs: int | None = None) -> Path:
         for part in CONVERT_PARTS:
             (shutil.copytree if (src / part).is_dir() else shutil.copy2)(src / part, convert / part)
         (root / "bin").mkdir(exist_ok=True)
-        built = next(build_dir.rglob("llama-server*"))
-        shutil.copy2(built, root / "bin" / built.name)
-    print(f"llama-server {VERSION} built in {time.monotonic() - t0:.0f} s: {root / 'bin' / built.name}")
+        name = "llama-server.exe" if os.name == "nt" else "llama-server"
+        built = next((p for p in (build_dir / "bin" / name, build_dir / "bin" / "Release" / name) if p.is_file()), None)
+        if built is None:
+            raise RuntimeError(f"the build finished without {build_dir / 'bin' / name}")
+        partial = root / "bin" / f".{name}.partial"
+        shutil.copy2(built, partial)
+        os.replace(partial, root / "bin" / name)  # an interrupted copy never looks like a built server
+    print(f"llama-server {VERSION} built in {time.monotonic() - t0:.0f} s: {root / 'bin' / name}")
     exe = server_binary()
     assert exe is not None
     return exe

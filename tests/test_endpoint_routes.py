@@ -24,6 +24,7 @@ class EchoServer:
 
     def __init__(self, names: list[str], *, llama: bool = False, drift: bool = False):
         self.bodies: list[dict] = []
+        self.loras = [{"id": 0, "path": "run-7.gguf", "scale": 0.0}]
         self.count = 0
         outer = self
 
@@ -42,6 +43,8 @@ class EchoServer:
             def do_GET(self):
                 if self.path == "/props":
                     return self._send({"model_path": "/models/demo.gguf", "build_info": "b11434"})
+                if self.path == "/lora-adapters":
+                    return self._send(outer.loras)
                 owner = {"owned_by": "llamacpp"} if llama else {}
                 self._send({"object": "list", "data": [{"id": n, **owner} for n in names]})
 
@@ -93,9 +96,10 @@ LORA_ON = {"lora": [{"id": 0, "scale": 1}]}
 LORA_OFF = {"lora": [{"id": 0, "scale": 0}]}
 
 
-def test_one_llama_server_with_per_request_lora(servers, tmp_path, config_data, monkeypatch):
+def test_one_llama_server_with_per_request_lora(servers, tmp_path, config_data, monkeypatch, capsys):
     """The llama-server recipe: one model name, the adapter chosen per request by extra_body; the
-    shared extra_body reaches every request, the variant's own fields are merged over it."""
+    shared extra_body reaches every request, the variant's own fields are merged over it. With the
+    prompt cache left on, a warning: llama-server's cache does not record which LoRA computed a prefix."""
     monkeypatch.setenv("JARVIS_BENCH_CACHE", str(tmp_path / "cache"))
     srv = servers(["qwen3"], llama=True)
     cfg = _config(tmp_path, config_data, {
@@ -111,6 +115,8 @@ def test_one_llama_server_with_per_request_lora(servers, tmp_path, config_data, 
     assert all(b["top_k"] == 1 and b["temperature"] == 0 for b in srv.bodies)
     assert len(srv.bodies) == 3 * 2 + 2  # one recheck per variant
     assert "not_reproducible" not in data["metadata"]
+    err = capsys.readouterr().err
+    assert "picks the LoRA per request while its prompt cache is on" in err and "prompt_cache false" in err
 
 
 def test_base_and_adapter_on_two_servers(servers, tmp_path, config_data, monkeypatch):
@@ -158,7 +164,7 @@ def test_same_model_same_fields_is_refused_other_fields_are_not(servers, tmp_pat
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("extra_body", {"temperature": 0.7}, "model.endpoint.extra_body sets temperature, which the tool sets itself"),
     ("variants", {"j": {"extra_body": {"max_tokens": 9, "model": "x"}}},
-     'model.endpoint.variants["j"].extra_body sets max_tokens, model'),
+     'model.endpoint.variants["j"].extra_body sets model, max_tokens'),
     ("variants", {"j": {"base_url": "localhost:8080/v1"}}, 'variants["j"].base_url = "localhost:8080/v1" must start'),
 ])
 def test_bad_routes_are_config_errors(tmp_path, config_data, capsys, field, value, message):
@@ -186,6 +192,8 @@ def test_cache_keys_follow_each_variants_route(servers, tmp_path, config_data):
 
     one, same, other = keys(1), keys(1), keys(0.5)
     assert one == same and one["base"] == other["base"] and one["jarvis-lora"] != other["jarvis-lora"]
+    srv.loras = [{"id": 0, "path": "run-9.gguf", "scale": 0.0}]  # another LoRA file behind id 0: other answers
+    assert keys(1)["jarvis-lora"] != one["jarvis-lora"]
 
 
 def test_prompt_cache_switch_sends_cache_prompt_false(servers, tmp_path, config_data):
@@ -233,3 +241,35 @@ def test_check_setup_probes_determinism(servers, tmp_path, config_data, capsys, 
         assert "--parallel 1" in out and "prompt_cache false" in out
     else:
         assert line.startswith("OK")
+
+
+def test_variant_settings_that_name_nothing_are_ignored_with_a_warning(tmp_path, config_data, capsys):
+    from jarvis_bench.clitools import setup_logging
+
+    setup_logging(quiet=True)
+    cfg = config.load(_config(tmp_path, config_data, {"base_url": "http://127.0.0.1:9/v1",
+                                                      "variants": {"jarvis-lroa": {"extra_body": LORA_ON}}}))
+    assert [v.name for v in adapters.discover(cfg, digest=False)] == ["base"]
+    assert 'model.endpoint.variants["jarvis-lroa"] names no variant of this run (base) and is ignored' in capsys.readouterr().err
+
+
+def test_an_unreachable_adapter_server_names_its_field(servers, tmp_path, config_data, capsys):
+    from .conftest import free_port
+
+    base = servers(["qwen3"])
+    cfg = _config(tmp_path, config_data, {"base_url": base.url, "base_model": "qwen3", "max_retries": 0,
+                                          "variants": {"jarvis": {"base_url": f"http://127.0.0.1:{free_port()}/v1"}}})
+    code = benchmark.main(["--config", str(cfg), "--output-dir", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and len(err) == 1 and 'fix model.endpoint.variants["jarvis"].base_url' in err[0]
+
+
+def test_check_setup_probes_each_server(servers, tmp_path, config_data, capsys):
+    steady, drifting = servers(["qwen3"]), servers(["jarvis"], drift=True)
+    cfg = _config(tmp_path, config_data, {"base_url": steady.url, "base_model": "qwen3",
+                                          "variants": {"jarvis": {"base_url": drifting.url}}})
+    check_setup.main(["--config", str(cfg)])
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "determinism" in ln]
+    assert len(lines) == 2 and len(steady.bodies) == len(drifting.bodies) == 3
+    assert lines[0].startswith("OK") and steady.url in lines[0]
+    assert lines[1].startswith("WARN") and drifting.url in lines[1]

@@ -66,6 +66,8 @@ class Backend(Protocol):
 
     # Optional: `variant_key(variant) -> str`, what identifies a variant's answers in cache keys when the
     # variant's own key (adapter hash) is not enough (the openai backend: the route and the server's facts).
+    # Optional: `recheck(variant, request, first) -> bool`, asked by the runner after a variant's answers:
+    # the first request once more, a different answer is a warning (the openai backend: a server's drift).
     # Optional: `too_long(requests, max_new_tokens) -> list[dict]`, the requests whose prompt tokens plus
     # max_new_tokens exceed the model's context (see `overflow`); backends that cannot count tokens
     # (a remote server, replayed answers) leave it out.

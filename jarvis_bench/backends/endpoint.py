@@ -185,6 +185,7 @@ class OpenAIBackend:
             raise ConfigError('model.endpoint.base_url is required when model.backend is "openai"')
         self.cfg = cfg
         self.base_url = (ep.base_url or next(v.base_url for v in ep.variants.values() if v.base_url) or "").rstrip("/")
+        self.shared_url = (ep.base_url or "").rstrip("/")
         self.routes: dict[str, Route] = {}
         headers = {"User-Agent": "jarvis-bench"}
         if ep.api_key_env:
@@ -205,7 +206,8 @@ class OpenAIBackend:
 
     # ------------------------------------------------------------------ setup
 
-    def _get(self, root: str, path: str) -> Any:
+    def _get(self, root: str, path: str, where: str = "model.endpoint.base_url") -> Any:
+        """GET root+path with the retry rules; `where` is the config field that gave `root`."""
         url = f"{root}{path}"
         last = ""
         for attempt in range(self.cfg.model.endpoint.max_retries + 1):
@@ -227,8 +229,7 @@ class OpenAIBackend:
             if attempt < self.cfg.model.endpoint.max_retries:
                 time.sleep(backoff_s(attempt, rng=self._rng))
         raise ModelLoadError(
-            f"cannot reach the endpoint {url} ({last}); start the server or fix model.endpoint.base_url"
-            + ("" if root == self.base_url else " (or model.endpoint.variants[…].base_url)")
+            f"cannot reach the endpoint {url} ({last}); start the server or fix {where}"
         )
 
     def prepare(self, variants: Sequence[Variant]) -> None:
@@ -240,23 +241,23 @@ class OpenAIBackend:
         self.kinds: dict[str, str] = {}
         for url in dict.fromkeys(r.base_url for r in self.routes.values()):
             mine = [v for v in self.variants if self.routes[v.name].base_url == url]
-            listing = self._get(url, "/models")
+            where = "model.endpoint.base_url" if url == self.shared_url else f'model.endpoint.variants["{mine[0].name}"].base_url'
+            listing = self._get(url, "/models", where)
             served = served_names(listing)
             missing = [v for v in mine if v.served_as not in served]
             if missing:
                 v = missing[0]
-                where = ("model.endpoint.base_model" if v.is_base else f'model.endpoint.adapter_models["{v.name}"]')
-                if v.name in self.cfg.model.endpoint.variants and self.cfg.model.endpoint.variants[v.name].model:
-                    where = f'model.endpoint.variants["{v.name}"].model'
                 raise ConfigError(
                     f"the endpoint {url} does not serve {v.served_as!r} (variant {v.name}); it serves: "
-                    f"{', '.join(sorted(served)) or 'nothing'}; set {where} to one of them or load it on the server "
-                    f"({load_hint(listing)})"
+                    f"{', '.join(sorted(served)) or 'nothing'}; set {self._name_field(v)} to one of them or load it "
+                    f"on the server ({load_hint(listing)})"
                 )
             self.kinds[url] = server_kind(listing)
-            props = self._props(url) if self.kinds[url] == "llama.cpp" else {}  # the GGUF file and the build
+            # llama-server: /props names the GGUF file and the build, /lora-adapters which LoRA file has which id
+            props = self._llama_facts(url) if self.kinds[url] == "llama.cpp" else {}
             for v in mine:
-                self._facts[v.name] = {"models": model_facts(listing, [v.served_as]), **({"props": props} if props else {})}
+                self._facts[v.name] = {"models": model_facts(listing, [v.served_as]), **props}
+        self._warn_shared_prompt_cache()
         self._info["served_models"] = {v.name: v.served_as for v in self.variants}
         urls = {name: r.base_url for name, r in self.routes.items()}
         if set(urls.values()) != {self.base_url}:
@@ -277,20 +278,52 @@ class OpenAIBackend:
             fields = f" with the same extra fields {json.dumps(r.extra_body)}" if r.extra_body else ""
             raise ConfigError(
                 f"variants {' and '.join(same)} both ask {r.base_url} for the model {r.model!r}{fields}: that "
-                "compares a model with itself; give each its own name (model.endpoint.base_model / adapter_models) "
-                "or its own request fields (model.endpoint.variants[name].extra_body), or set "
+                "compares a model with itself; give each its own name (model.endpoint.base_model, adapter_models or "
+                "variants[name].model) or its own request fields (model.endpoint.variants[name].extra_body), or set "
                 "model.endpoint.allow_identical (--allow-identical) if that is what you mean"
             )
 
-    def _props(self, url: str) -> dict[str, Any]:
-        """llama-server's /props (beside /v1): the model file and the build, when it answers."""
+    def _name_field(self, v: Variant) -> str:
+        """The config field that gave variant `v` its model name."""
+        ep = self.cfg.model.endpoint
+        own = ep.variants.get(v.name)
+        if own is not None and (own.model or (not v.is_base and not v.path and v.name not in ep.adapter_models)):
+            return f'model.endpoint.variants["{v.name}"].model'
+        return "model.endpoint.base_model" if v.is_base else f'model.endpoint.adapter_models["{v.name}"]'
+
+    def _llama_facts(self, url: str) -> dict[str, Any]:
+        """llama-server's /props and /lora-adapters (beside /v1), when it answers: the model file, the
+        build, and each LoRA's id, file and default scale (reordered --lora flags are other answers)."""
         root = url[: -len("/v1")] if url.endswith("/v1") else url
-        try:
-            resp = self._client.get(f"{root}/props", timeout=5.0)
-            data = resp.json() if resp.status_code == 200 else {}
-        except (self._httpx.HTTPError, ValueError):
-            return {}
-        return {k: data[k] for k in ("model_path", "build_info", "model_alias") if isinstance(data, dict) and k in data}
+        out: dict[str, Any] = {}
+        for path in ("/props", "/lora-adapters"):
+            try:
+                resp = self._client.get(f"{root}{path}", timeout=5.0)
+                data = resp.json() if resp.status_code == 200 else None
+            except (self._httpx.HTTPError, ValueError):
+                data = None
+            if path == "/props" and isinstance(data, dict):
+                props = {k: data[k] for k in ("model_path", "build_info", "model_alias") if k in data}
+                if props:
+                    out["props"] = props
+            elif path == "/lora-adapters" and isinstance(data, list) and data:
+                out["loras"] = [{k: a.get(k) for k in ("id", "path", "scale")} for a in data if isinstance(a, dict)]
+        return out
+
+    def _warn_shared_prompt_cache(self) -> None:
+        """Variants on one llama-server that differ by their `lora` field, with the prompt cache on:
+        llama-server's prompt cache does not record which LoRA computed a cached prefix (server-task.h
+        `server_prompt` holds tokens only), so a variant may continue another one's cached state."""
+        if not self.cfg.model.endpoint.prompt_cache:
+            return
+        by_url: dict[str, set[str]] = {}
+        for r in self.routes.values():
+            if self.kinds.get(r.base_url) == "llama.cpp":
+                by_url.setdefault(r.base_url, set()).add(json.dumps(r.extra_body.get("lora"), sort_keys=True))
+        for url, loras in by_url.items():
+            if len(loras) > 1:
+                log.warning("%s picks the LoRA per request while its prompt cache is on: a prefix cached under one "
+                            "adapter may be reused under another; set model.endpoint.prompt_cache false.", url)
 
     def identity(self) -> dict[str, Any]:
         # No API key here: the identity goes into cache keys and the results. Each variant's route and
@@ -348,8 +381,10 @@ class OpenAIBackend:
         except ValueError:
             raise _Failed(f"invalid JSON from {url}", True) from None
 
-    def _one(self, variant: Variant, request: Request, max_tokens: int | None = None) -> Generation:
+    def _one(self, variant: Variant, request: Request, max_tokens: int | None = None,
+             retries: int | None = None) -> Generation:
         ep = self.cfg.model.endpoint
+        max_retries = ep.max_retries if retries is None else retries
         route = self.routes[variant.name]
         t0 = time.perf_counter()
         attempt = 0
@@ -370,7 +405,7 @@ class OpenAIBackend:
                     truncated=choice.get("finish_reason") == "length", thinking_chars=thinking,
                 )
             except _Failed as exc:
-                if not exc.retryable or attempt >= ep.max_retries:
+                if not exc.retryable or attempt >= max_retries:
                     tries = f" after {attempt + 1} attempts" if attempt else ""
                     return Generation(prompt_id=request.prompt_id, variant=variant.name,
                                       latency_s=round(time.perf_counter() - t0, 3), error=f"{exc}{tries}")
@@ -382,12 +417,10 @@ class OpenAIBackend:
                 attempt += 1
 
     def generate(self, variant: Variant, requests: Sequence[Request]) -> Iterator[Generation]:
-        """At most `endpoint.concurrency` requests in flight; answers are yielded as they finish. Then the
-        first request is asked once more, alone: a different greedy answer is a warning (see `recheck`)."""
+        """At most `endpoint.concurrency` requests in flight; answers are yielded as they finish."""
         pool = ThreadPoolExecutor(max_workers=self.cfg.model.endpoint.concurrency, thread_name_prefix="jarvis-http")
         pending: set[Future[Generation]] = set()
         todo = iter(requests)
-        first: Generation | None = None
         try:
             for r in todo:
                 pending.add(pool.submit(self._one, variant, r))
@@ -399,20 +432,18 @@ class OpenAIBackend:
                     nxt = next(todo, None)
                     if nxt is not None:
                         pending.add(pool.submit(self._one, variant, nxt))
-                    gen = fut.result()
-                    if requests and gen.prompt_id == requests[0].prompt_id:
-                        first = gen
-                    yield gen
+                    yield fut.result()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-        if first is not None and not first.error and self.cfg.model.endpoint.recheck:
-            self.recheck(variant, requests[0], first)
 
     def recheck(self, variant: Variant, request: Request, first: Generation) -> bool:
-        """Ask `request` again and compare with the answer the run kept: True when they match. A greedy
-        answer that changes means the server's answers depend on what else it was doing (parallel slots,
-        prompt cache, batching): one warning, and `info()["not_reproducible"]` names the variant."""
-        again = self._one(variant, request)
+        """Called by the runner after a variant's answers: ask `request` again, alone and without retries,
+        and compare with the answer the run kept; True when they match (or endpoint.recheck is off). A
+        greedy answer that changes means the server's answers depend on what else it was doing (parallel
+        slots, prompt cache, batching): one warning per server, `info()["not_reproducible"]` names the variant."""
+        if not self.cfg.model.endpoint.recheck:
+            return True
+        again = self._one(variant, request, retries=0)
         if again.error or again.response == first.response:
             return True
         route = self.routes[variant.name]
