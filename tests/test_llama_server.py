@@ -110,3 +110,43 @@ def test_check_setup_on_llama_server(llama_runs, llama_server, capsys):
     out = capsys.readouterr().out
     assert "OK    endpoint" in out and f"jarvis-demo = {ALIAS}" in out
     assert next(ln for ln in out.splitlines() if "determinism" in ln).startswith("OK")
+
+
+def test_prompts_too_long_for_the_servers_context_are_refused(llama_server, demo_base, config_data, tmp_path, capsys):
+    """llama-server renders and counts each prompt (/apply-template, /tokenize), token for token as the
+    transformers backend does; with max_new_tokens set so
+    that only the longest prompt overflows the 4096-token slot, that prompt alone is named, exit 2,
+    before anything is generated."""
+    from jarvis_bench import adapters, config
+    from jarvis_bench.backends import endpoint
+    from jarvis_bench.backends.base import Request
+    from jarvis_bench.chat import messages
+
+    cfg_path = _config(tmp_path / "c.json", config_data, llama_server["url"])
+    cfg = config.load(cfg_path)
+    b = endpoint.OpenAIBackend(cfg)
+    try:
+        b.prepare(adapters.discover(cfg, digest=False))
+        requests = [Request(p.id, tuple(messages(cfg, p))) for p in cfg.prompts]
+        route = b.routes["base"]
+        counts = {r.prompt_id: b._count_tokens(route.base_url, r, route) for r in requests}
+        longest = max(counts.values())
+        over = b.too_long(requests, 4096 - longest + 1)
+    finally:
+        b.close()
+    from transformers import AutoTokenizer
+
+    from jarvis_bench import chat
+
+    tok = AutoTokenizer.from_pretrained(demo_base)  # the transformers backend's count of the same prompts
+    local = {p.id: len(chat.token_ids(tok, chat.render(tok, messages(cfg, p), tool_schemas=chat.tools(cfg),
+                                                       enable_thinking=cfg.generation.enable_thinking)))
+             for p in cfg.prompts}
+    assert counts == local
+    assert over and {o["id"] for o in over} == {k for k, n in counts.items() if n == longest}
+    assert over[0]["context"] == 4096 and "n_ctx per slot" in over[0]["source"]
+    code = benchmark.main(["--config", str(cfg_path), "--output-dir", str(tmp_path / "o"), "--quiet", "--no-cache",
+                           "--max-new-tokens", str(4096 - longest + 1)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and over[0]["id"] in err[0] and "4096 tokens" in err[0]
+    assert not (tmp_path / "o" / "generations.jsonl").exists() or not (tmp_path / "o" / "generations.jsonl").read_text()

@@ -43,7 +43,7 @@ from ..config import Config
 from ..errors import ConfigError, ModelLoadError
 from ..fsutil import sha256_json
 from ..text import strip_thinking
-from .base import Generation, Request
+from .base import Generation, Request, overflow
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,17 @@ def server_kind(listing: dict[str, Any]) -> str:
     if owners & {"ollama", "library"}:
         return "ollama"
     return "other"
+
+
+def slot_context(listing: dict[str, Any], names: Sequence[str | None]) -> int | None:
+    """The context one request gets on a llama-server: `meta.n_ctx` of the models we use (its -c divided
+    among the --parallel slots); None for other servers."""
+    wanted = {n for n in names if n}
+    sizes = [m["meta"].get("n_ctx") for m in listing.get("data") or []
+             if isinstance(m, dict) and isinstance(m.get("meta"), dict)
+             and ({str(m.get("id"))} | {str(a) for a in m.get("aliases") or []}) & wanted]
+    sizes = [n for n in sizes if isinstance(n, int) and n > 0]
+    return min(sizes) if sizes else None
 
 
 def load_hint(listing: dict[str, Any]) -> str:
@@ -239,6 +250,7 @@ class OpenAIBackend:
         t0 = time.perf_counter()
         self._facts: dict[str, dict[str, Any]] = {}
         self.kinds: dict[str, str] = {}
+        self._contexts: dict[str, int | None] = {}
         for url in dict.fromkeys(r.base_url for r in self.routes.values()):
             mine = [v for v in self.variants if self.routes[v.name].base_url == url]
             where = "model.endpoint.base_url" if url == self.shared_url else f'model.endpoint.variants["{mine[0].name}"].base_url'
@@ -253,6 +265,7 @@ class OpenAIBackend:
                     f"on the server ({load_hint(listing)})"
                 )
             self.kinds[url] = server_kind(listing)
+            self._contexts[url] = slot_context(listing, [v.served_as for v in mine])
             # llama-server: /props names the GGUF file and the build, /lora-adapters which LoRA file has which id
             props = self._llama_facts(url) if self.kinds[url] == "llama.cpp" else {}
             for v in mine:
@@ -355,6 +368,41 @@ class OpenAIBackend:
 
     def render(self, request: Request) -> str:
         return json.dumps(self._body(request), ensure_ascii=False, sort_keys=True)
+
+    def too_long(self, requests: Sequence[Request], max_new_tokens: int) -> list[dict[str, Any]]:
+        """Prompts that do not fit a llama-server's per-request context with max_new_tokens: the server
+        renders each prompt (/apply-template: the same template, tools and switches as the chat request)
+        and counts its tokens (/tokenize). Other servers cannot be asked: nothing is checked there (a
+        prompt too long is then the server's error, recorded as a failed answer)."""
+        over: dict[str, dict[str, Any]] = {}
+        for url, ctx in self._contexts.items():
+            if not ctx or self.kinds.get(url) != "llama.cpp":
+                continue
+            route = next(r for r in self.routes.values() if r.base_url == url)
+            tokens = {}
+            for r in requests:
+                n = self._count_tokens(url, r, route)
+                if n is None:
+                    log.debug("%s cannot count tokens; the context check is skipped there.", url)
+                    break
+                tokens[r.prompt_id] = n
+            source = f"llama-server {url}: n_ctx per slot"
+            for o in overflow(tokens, ctx, max_new_tokens, source):
+                over.setdefault(o["id"], o)
+        return list(over.values())
+
+    def _count_tokens(self, url: str, request: Request, route: Route) -> int | None:
+        root = url[: -len("/v1")] if url.endswith("/v1") else url
+        try:
+            resp = self._client.post(f"{root}/apply-template", json={"model": route.model, **self._body(request, route)})
+            prompt = resp.json().get("prompt") if resp.status_code == 200 else None
+            if not isinstance(prompt, str):
+                return None
+            resp = self._client.post(f"{root}/tokenize", json={"content": prompt, "add_special": True})
+            tokens = resp.json().get("tokens") if resp.status_code == 200 else None
+        except (self._httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return len(tokens) if isinstance(tokens, list) else None
 
     # ------------------------------------------------------------------ generation
 
