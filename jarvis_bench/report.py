@@ -7,7 +7,7 @@ from typing import Any
 T = {
     "fr": {
         "title": "RAPPORT DE BENCHMARK JARVIS — base vs fine-tuning LoRA",
-        "date": "Date", "base": "Modèle de base", "adapters": "Adaptateurs", "device": "Matériel", "quant": "quantification", "no_quant": "aucune",
+        "date": "Date", "base": "Modèle de base", "adapters": "Adaptateurs", "device": "Matériel", "server": "Serveur", "quant": "quantification", "no_quant": "aucune",
         "prompts": "Prompts", "config": "Config (sha256)", "scorer": "notation", "incomplete": "ATTENTION : run incomplet, {n} réponses manquantes",
         "skipped": "Prompts écartés (--skip-too-long, plus longs que le contexte de {c} tokens) : {n} — {ids}",
         "not_reproducible": ("Attention : le serveur a donné une autre réponse à la même requête (température 0) pour "
@@ -37,7 +37,7 @@ T = {
     },
     "en": {
         "title": "JARVIS BENCHMARK REPORT — base vs LoRA fine-tune",
-        "date": "Date", "base": "Base model", "adapters": "Adapters", "device": "Hardware", "quant": "quantization", "no_quant": "none",
+        "date": "Date", "base": "Base model", "adapters": "Adapters", "device": "Hardware", "server": "Server", "quant": "quantization", "no_quant": "none",
         "prompts": "Prompts", "config": "Config (sha256)", "scorer": "scorer", "incomplete": "WARNING: incomplete run, {n} answers missing",
         "skipped": "Prompts left out (--skip-too-long, longer than the {c}-token context): {n} — {ids}",
         "not_reproducible": ("Warning: the server gave another answer to the same request (temperature 0) for {v}; "
@@ -119,6 +119,18 @@ def _short(text: str, n: int = 90) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def where_it_ran(meta: dict[str, Any], lang: str = "fr") -> str:
+    """"Hardware: cuda NVIDIA … · bfloat16 · quantization 4bit", or for a server (openai backend), which
+    server answered: its URL, kind and model file (the tool knows nothing of the server's hardware)."""
+    t = T[lang]
+    if meta.get("backend") == "openai":
+        servers = meta.get("servers") or {meta.get("endpoint"): None}
+        return f"{t['server']}: " + ", ".join(f"{url} ({kind})" if kind else str(url) for url, kind in servers.items())
+    hardware = " ".join(str(x) for x in (meta.get("device"), meta.get("gpu")) if x)
+    quant = t["no_quant"] if meta.get("quantization") in (None, "none") else meta["quantization"]
+    return f"{t['device']}: {hardware} · {meta.get('dtype')} · {t['quant']} {quant}"
+
+
 def render(data: dict[str, Any], lang: str = "fr") -> str:
     t = T[lang]
     meta, st = data["metadata"], data["statistics"]
@@ -130,10 +142,7 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
     out.append(f"{t['date']}: {meta['timestamp']}")
     out.append(f"{t['base']}: {meta['base_model']}")
     out.append(f"{t['adapters']}: " + (", ".join(f"{a['name']} ({a['path']})" for a in meta["adapters"]) or "-"))
-    hardware = " ".join(str(x) for x in (meta.get("device"), meta.get("gpu")) if x)
-    out.append(f"{t['device']}: {hardware} · {meta.get('dtype')} · "
-               f"{t['quant']} {t['no_quant'] if meta.get('quantization') in (None, 'none') else meta['quantization']}"
-               f" · backend {meta['backend']}")
+    out.append(f"{where_it_ran(meta, lang)} · backend {meta['backend']}")
     out.append(f"{t['prompts']}: {meta['n_prompts']} · {', '.join(meta['categories'])}")
     if meta.get("skipped_prompts"):
         out.append(t["skipped"].format(n=len(meta["skipped_prompts"]), ids=", ".join(s["id"] for s in meta["skipped_prompts"]),

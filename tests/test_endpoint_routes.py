@@ -115,6 +115,10 @@ def test_one_llama_server_with_per_request_lora(servers, tmp_path, config_data, 
     assert all(b["top_k"] == 1 and b["temperature"] == 0 for b in srv.bodies)
     assert len(srv.bodies) == 3 * 2 + 2  # one recheck per variant
     assert "not_reproducible" not in data["metadata"]
+    assert data["metadata"]["servers"] == {srv.url: "llama.cpp, demo.gguf"}  # the server's /props model_path
+    from jarvis_bench import report
+
+    assert f"Serveur: {srv.url} (llama.cpp, demo.gguf) · backend openai" in report.render(data)
     err = capsys.readouterr().err
     assert "picks the LoRA per request while its prompt cache is on" in err and "prompt_cache false" in err
 

@@ -83,6 +83,7 @@ def test_base_and_adapter_through_one_llama_server(llama_runs, llama_server):
     assert meta["backend"] == "openai" and meta["complete"] and meta["variants"] == ["base", "jarvis-demo"]
     assert meta["served_models"] == {"base": ALIAS, "jarvis-demo": ALIAS}  # an --alias name is honoured
     assert meta["extra_body"]["jarvis-demo"]["lora"] == LORA_ON["lora"]
+    assert meta["servers"] == {llama_server["url"]: "llama.cpp, SmolLM2-135M-Instruct.Q4_1.gguf"}
     answers = [a for r in data["results"] for a in r["variants"].values()]
     assert len(answers) == 60 and not any(a["error"] for a in answers)
     assert "not_reproducible" not in meta, meta.get("not_reproducible")

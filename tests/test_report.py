@@ -145,3 +145,13 @@ def test_why_line_shows_each_argument_judged(demo_cfg):
     assert f"({name} « zzz » ✗)" in why(m, "en")
     m = score_answer('<tool_call>{"name": "%s", "arguments": {}}</tool_call>' % spec.expected_tool, spec, demo_cfg.tools, w)
     assert f"({name} missing ✗)" in why(m, "en") and f"({name} absent ✗)" in why(m, "fr")
+
+
+def test_analyze_takes_the_results_file_or_its_folder_as_an_argument(demo_run, tmp_path):
+    """`analyze_results.py results/run-7` (what people type) works like --input results/run-7/benchmark_results.json."""
+    shutil.copy(demo_run["out"] / "benchmark_results.json", tmp_path / "benchmark_results.json")
+    assert analyze.main([str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "benchmark_report.txt").is_file()
+    (tmp_path / "benchmark_report.txt").unlink()
+    assert analyze.main([str(tmp_path / "benchmark_results.json"), "--quiet"]) == 0
+    assert (tmp_path / "benchmark_report.txt").is_file()

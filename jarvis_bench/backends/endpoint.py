@@ -128,6 +128,13 @@ def slot_context(listing: dict[str, Any], names: Sequence[str | None]) -> int | 
     return min(sizes) if sizes else None
 
 
+def server_label(kind: str, facts: dict[str, Any]) -> str:
+    """"llama.cpp, Qwen3-30B-A3B-Q4_K_M.gguf" for the results and the report: the kind of server and,
+    when it says, the model file."""
+    path = (facts.get("props") or {}).get("model_path")
+    return f"{kind}, {str(path).replace(chr(92), '/').rsplit('/', 1)[-1]}" if path else kind
+
+
 def load_hint(listing: dict[str, Any]) -> str:
     """How to serve one more name, written for the server that answered."""
     return {
@@ -271,6 +278,8 @@ class OpenAIBackend:
             for v in mine:
                 self._facts[v.name] = {"models": model_facts(listing, [v.served_as]), **props}
         self._warn_shared_prompt_cache()
+        self._info["servers"] = {url: server_label(self.kinds[url], self._facts[mine_name])
+                                 for url, mine_name in {r.base_url: n for n, r in reversed(self.routes.items())}.items()}
         self._info["served_models"] = {v.name: v.served_as for v in self.variants}
         urls = {name: r.base_url for name, r in self.routes.items()}
         if set(urls.values()) != {self.base_url}:

@@ -27,6 +27,7 @@ CHARTS_FILE = "benchmark_charts.png"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="analyze_results.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", type=Path, nargs="?", help="results JSON or the folder holding it (same as --input)")
     p.add_argument("--input", type=Path, default=Path("results/benchmark_results.json"), help="results JSON")
     p.add_argument("--output-dir", type=Path, help="where to write the report and charts (default: beside --input)")
     p.add_argument("--lang", choices=["fr", "en"], default="fr", help="report language (default: fr)")
@@ -54,7 +55,9 @@ def load_results(path: Path) -> dict:
 def run(args: argparse.Namespace) -> int:
     from .. import analysis, charts, config, fsutil, html_report, report, results
 
-    inp = args.input.expanduser().resolve()
+    inp = (args.results or args.input).expanduser().resolve()
+    if inp.is_dir():
+        inp = inp / "benchmark_results.json"
     data = load_results(inp)
     out_dir = (args.output_dir or inp.parent).expanduser().resolve()
     from ..metrics import SCORER_VERSION
