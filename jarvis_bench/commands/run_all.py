@@ -74,7 +74,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         return code
     print("== 3/3 analyze_results ==", flush=True)
     out = args.output_dir.expanduser().resolve()
-    code = analyze.run(argparse.Namespace(input=out / "benchmark_results.json", output_dir=out, lang=args.lang,
+    code = analyze.run(argparse.Namespace(results=None, input=out / "benchmark_results.json", output_dir=out, lang=args.lang,
                                           rescore=False, config=None, quiet=args.quiet, debug=args.debug))
     if code != EXIT_OK:
         return code
