@@ -151,3 +151,30 @@ def test_prompts_too_long_for_the_servers_context_are_refused(llama_server, demo
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and over[0]["id"] in err[0] and "4096 tokens" in err[0]
     assert not (tmp_path / "o" / "generations.jsonl").exists() or not (tmp_path / "o" / "generations.jsonl").read_text()
+
+
+def test_check_setup_warns_on_a_llama_server_with_its_defaults(lora_gguf, config_data, tmp_path, capsys):
+    """llama-server's defaults (parallel slots, prompt cache) make greedy answers depend on what else it
+    is doing: the probe (one request alone, then two at once) sees it — 5 WARN in 6 probes when measured,
+    so up to five probes are asked for one WARN."""
+    from jarvis_bench import demo
+
+    try:
+        proc, url = llama_cpp.start(["-m", str(demo.gguf_path()), "--alias", ALIAS, "-c", "8192", "-t", "1", "--jinja",
+                                     "--no-webui"], tmp_path / "server.log", port=free_port())
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        data = json.loads(json.dumps(config_data))
+        data["model"].update(backend="openai", base=ALIAS, adapters=[], endpoint={"base_url": url, "base_model": ALIAS})
+        cfg = write_config(tmp_path / "c.json", data)
+        lines = []
+        for _ in range(5):
+            assert check_setup.main(["--config", str(cfg)]) == 0  # a WARN does not fail the check
+            lines.append(next(ln for ln in capsys.readouterr().out.splitlines() if "determinism" in ln))
+            if lines[-1].startswith("WARN"):
+                break
+    finally:
+        llama_cpp.stop(proc)
+    assert lines[-1].startswith("WARN"), lines
+    assert "--parallel 1" in lines[-1] and "prompt_cache false" in lines[-1]
