@@ -77,8 +77,7 @@ class EndpointSection(_Strict):
     with itself (a typo in adapter_models): refused before generating unless this is true (or --allow-identical)."""
     extra_body: dict[str, Any] = {}
     """Extra fields sent in every chat request (server-specific options, e.g. {"top_k": 1}); they are part
-    of the cache key. The fields the tool sets itself (model, messages, temperature, max_tokens, seed,
-    tools, chat_template_kwargs) cannot be overridden here."""
+    of the cache key. The fields the tool sets itself (TOOL_OWNED_FIELDS) are refused here."""
     variants: dict[str, VariantEndpoint] = {}
     """Variant name ("base", an adapter's name, or a name only the server knows) -> its own base_url,
     model and extra_body. A name that is no local adapter is an adapter living only on the server."""

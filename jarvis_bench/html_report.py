@@ -287,7 +287,7 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
         f"<style>{CSS}</style></head><body><header><h1>{_e(t['title'])}</h1><div class=\"meta\">",
         *(f"<span>{_e(k)}: <b>{_e(v)}</b></span>" for k, v in (
             (t["model"], meta.get("base_model")), (t["adapters"], adapter_desc), (t["backend"], meta.get("backend")),
-            tuple(where_it_ran(meta, lang).split(": ", 1)), (t["scorer"], f"v{meta.get('scorer_version', 1)}"),
+            where_it_ran(meta, lang), (t["scorer"], f"v{meta.get('scorer_version', 1)}"),
             (t["date"], meta.get("timestamp")), (t["prompts"], meta.get("n_prompts")))),
         "</div></header><main>",
     ]

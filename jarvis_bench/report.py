@@ -119,16 +119,17 @@ def _short(text: str, n: int = 90) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def where_it_ran(meta: dict[str, Any], lang: str = "fr") -> str:
-    """"Hardware: cuda NVIDIA … · bfloat16 · quantization 4bit", or for a server (openai backend), which
-    server answered: its URL, kind and model file (the tool knows nothing of the server's hardware)."""
+def where_it_ran(meta: dict[str, Any], lang: str = "fr") -> tuple[str, str]:
+    """(label, value) of the header line: the hardware ("cpu · float32 · quantization none"), or for a
+    server (openai backend) which server answered: its URL, kind and model file (the tool knows nothing
+    of the server's hardware)."""
     t = T[lang]
     if meta.get("backend") == "openai":
         servers = meta.get("servers") or {meta.get("endpoint"): None}
-        return f"{t['server']}: " + ", ".join(f"{url} ({kind})" if kind else str(url) for url, kind in servers.items())
+        return t["server"], ", ".join(f"{url} ({kind})" if kind else str(url) for url, kind in servers.items())
     hardware = " ".join(str(x) for x in (meta.get("device"), meta.get("gpu")) if x)
     quant = t["no_quant"] if meta.get("quantization") in (None, "none") else meta["quantization"]
-    return f"{t['device']}: {hardware} · {meta.get('dtype')} · {t['quant']} {quant}"
+    return t["device"], f"{hardware} · {meta.get('dtype')} · {t['quant']} {quant}"
 
 
 def render(data: dict[str, Any], lang: str = "fr") -> str:
@@ -142,7 +143,8 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
     out.append(f"{t['date']}: {meta['timestamp']}")
     out.append(f"{t['base']}: {meta['base_model']}")
     out.append(f"{t['adapters']}: " + (", ".join(f"{a['name']} ({a['path']})" for a in meta["adapters"]) or "-"))
-    out.append(f"{where_it_ran(meta, lang)} · backend {meta['backend']}")
+    label, where = where_it_ran(meta, lang)
+    out.append(f"{label}: {where} · backend {meta['backend']}")
     out.append(f"{t['prompts']}: {meta['n_prompts']} · {', '.join(meta['categories'])}")
     if meta.get("skipped_prompts"):
         out.append(t["skipped"].format(n=len(meta["skipped_prompts"]), ids=", ".join(s["id"] for s in meta["skipped_prompts"]),

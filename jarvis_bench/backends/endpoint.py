@@ -80,15 +80,21 @@ def answer_text(message: dict[str, Any]) -> str:
     return "\n".join(p for p in parts if p).strip()
 
 
+def _names(entry: dict[str, Any]) -> set[str]:
+    """The names one `/v1/models` entry answers to: its id and its aliases (llama-server lists the names
+    given with --alias under "aliases")."""
+    return {str(entry.get("id"))} | {str(a) for a in entry.get("aliases") or [] if a}
+
+
+def _entries(listing: dict[str, Any], names: Sequence[str | None]) -> list[dict[str, Any]]:
+    """The `/v1/models` entries that answer to one of `names`."""
+    wanted = {n for n in names if n}
+    return [m for m in listing.get("data") or [] if isinstance(m, dict) and _names(m) & wanted]
+
+
 def served_names(listing: dict[str, Any]) -> set[str]:
-    """Every name `/v1/models` answers to: each entry's id and its aliases (llama-server lists the
-    names given with --alias under "aliases")."""
-    names: set[str] = set()
-    for m in listing.get("data") or []:
-        if isinstance(m, dict):
-            names.add(str(m.get("id")))
-            names.update(str(a) for a in m.get("aliases") or [] if a)
-    return names
+    """Every name `/v1/models` answers to."""
+    return set().union(*(_names(m) for m in listing.get("data") or [] if isinstance(m, dict)))
 
 
 STABLE_FIELDS = ("id", "owned_by", "root", "parent", "max_model_len", "aliases", "meta", "path")  # not "created", "status"
@@ -97,11 +103,7 @@ STABLE_FIELDS = ("id", "owned_by", "root", "parent", "max_model_len", "aliases",
 def model_facts(listing: dict[str, Any], names: Sequence[str | None]) -> list[dict[str, Any]]:
     """What `/v1/models` says about the models we use, without the fields that change between requests
     (vLLM and transformers serve stamp `created` with the time of the request)."""
-    wanted = {n for n in names if n}
-    out = []
-    for m in listing.get("data") or []:
-        if isinstance(m, dict) and ({str(m.get("id"))} | {str(a) for a in m.get("aliases") or []}) & wanted:
-            out.append({k: m[k] for k in STABLE_FIELDS if k in m})
+    out = [{k: m[k] for k in STABLE_FIELDS if k in m} for m in _entries(listing, names)]
     return sorted(out, key=lambda m: str(m.get("id")))
 
 
@@ -120,12 +122,14 @@ def server_kind(listing: dict[str, Any]) -> str:
 def slot_context(listing: dict[str, Any], names: Sequence[str | None]) -> int | None:
     """The context one request gets on a llama-server: `meta.n_ctx` of the models we use (its -c divided
     among the --parallel slots); None for other servers."""
-    wanted = {n for n in names if n}
-    sizes = [m["meta"].get("n_ctx") for m in listing.get("data") or []
-             if isinstance(m, dict) and isinstance(m.get("meta"), dict)
-             and ({str(m.get("id"))} | {str(a) for a in m.get("aliases") or []}) & wanted]
+    sizes = [m["meta"].get("n_ctx") for m in _entries(listing, names) if isinstance(m.get("meta"), dict)]
     sizes = [n for n in sizes if isinstance(n, int) and n > 0]
     return min(sizes) if sizes else None
+
+
+def server_root(url: str) -> str:
+    """Where llama-server's own endpoints (/props, /tokenize…) are: beside its /v1."""
+    return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
 def server_label(kind: str, facts: dict[str, Any]) -> str:
@@ -199,11 +203,8 @@ class OpenAIBackend:
         import httpx
 
         ep = cfg.model.endpoint
-        if not ep.base_url and not any(v.base_url for v in ep.variants.values()):
-            raise ConfigError('model.endpoint.base_url is required when model.backend is "openai"')
         self.cfg = cfg
-        self.base_url = (ep.base_url or next(v.base_url for v in ep.variants.values() if v.base_url) or "").rstrip("/")
-        self.shared_url = (ep.base_url or "").rstrip("/")
+        self.base_url = (ep.base_url or "").rstrip("/")  # the shared one; each variant's is in self.routes
         self.routes: dict[str, Route] = {}
         headers = {"User-Agent": "jarvis-bench"}
         if ep.api_key_env:
@@ -220,7 +221,7 @@ class OpenAIBackend:
         self._lock = threading.Lock()
         self._rng = random.Random(cfg.generation.seed)
         self.variants: list[Variant] = []
-        self._info: dict[str, Any] = {"device": "endpoint", "endpoint": self.base_url, "retries": 0}
+        self._info: dict[str, Any] = {"device": "endpoint", "retries": 0}
 
     # ------------------------------------------------------------------ setup
 
@@ -260,7 +261,7 @@ class OpenAIBackend:
         self._contexts: dict[str, int | None] = {}
         for url in dict.fromkeys(r.base_url for r in self.routes.values()):
             mine = [v for v in self.variants if self.routes[v.name].base_url == url]
-            where = "model.endpoint.base_url" if url == self.shared_url else f'model.endpoint.variants["{mine[0].name}"].base_url'
+            where = "model.endpoint.base_url" if url == self.base_url else f'model.endpoint.variants["{mine[0].name}"].base_url'
             listing = self._get(url, "/models", where)
             served = served_names(listing)
             missing = [v for v in mine if v.served_as not in served]
@@ -277,12 +278,12 @@ class OpenAIBackend:
             props = self._llama_facts(url) if self.kinds[url] == "llama.cpp" else {}
             for v in mine:
                 self._facts[v.name] = {"models": model_facts(listing, [v.served_as]), **props}
+            self._info.setdefault("servers", {})[url] = server_label(self.kinds[url], props)
         self._warn_shared_prompt_cache()
-        self._info["servers"] = {url: server_label(self.kinds[url], self._facts[mine_name])
-                                 for url, mine_name in {r.base_url: n for n, r in reversed(self.routes.items())}.items()}
         self._info["served_models"] = {v.name: v.served_as for v in self.variants}
         urls = {name: r.base_url for name, r in self.routes.items()}
-        if set(urls.values()) != {self.base_url}:
+        self._info["endpoint"] = next(iter(urls.values()), self.base_url)
+        if len(set(urls.values())) > 1:
             self._info["endpoints"] = urls
         extra = {name: r.extra_body for name, r in self.routes.items() if r.extra_body}
         if extra:
@@ -316,7 +317,7 @@ class OpenAIBackend:
     def _llama_facts(self, url: str) -> dict[str, Any]:
         """llama-server's /props and /lora-adapters (beside /v1), when it answers: the model file, the
         build, and each LoRA's id, file and default scale (reordered --lora flags are other answers)."""
-        root = url[: -len("/v1")] if url.endswith("/v1") else url
+        root = server_root(url)
         out: dict[str, Any] = {}
         for path in ("/props", "/lora-adapters"):
             try:
@@ -401,7 +402,7 @@ class OpenAIBackend:
         return list(over.values())
 
     def _count_tokens(self, url: str, request: Request, route: Route) -> int | None:
-        root = url[: -len("/v1")] if url.endswith("/v1") else url
+        root = server_root(url)
         try:
             resp = self._client.post(f"{root}/apply-template", json={"model": route.model, **self._body(request, route)})
             prompt = resp.json().get("prompt") if resp.status_code == 200 else None

@@ -204,8 +204,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                                           progress=not args.quiet, device=args.device or "auto", argv=argv, started=t0,
                                           skip_too_long=args.skip_too_long)
     finally:
-        if cache is not None:
-            cache.close()
+        cache.close()
     path = results.write(out_dir, data)  # answers are safe on disk before scoring starts
     if outcome.generations:
         t_score = time.perf_counter()

@@ -63,7 +63,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     if not args.skip_check:
         print("== 1/3 check_setup ==", flush=True)
-        code = check_setup.run(argparse.Namespace(config=args.config, demo=args.demo, json=False, debug=args.debug))
+        code = check_setup.run(check_setup.build_parser().parse_args(
+            (["--config", str(args.config)] if args.config else []) + ["--demo"] * args.demo + ["--debug"] * args.debug))
         setup_logging(quiet=args.quiet)
         if code != EXIT_OK:
             print("Stopped: fix the FAIL lines above (or pass --skip-check to try anyway).", file=sys.stderr)
@@ -74,8 +75,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         return code
     print("== 3/3 analyze_results ==", flush=True)
     out = args.output_dir.expanduser().resolve()
-    code = analyze.run(argparse.Namespace(results=None, input=out / "benchmark_results.json", output_dir=out, lang=args.lang,
-                                          rescore=False, config=None, quiet=args.quiet, debug=args.debug))
+    code = analyze.run(analyze.build_parser().parse_args(  # analyze's own defaults, whatever options it gains
+        [str(out / "benchmark_results.json"), "--output-dir", str(out), "--lang", args.lang]
+        + ["--quiet"] * args.quiet + ["--debug"] * args.debug))
     if code != EXIT_OK:
         return code
     files = [out / analyze.HTML_FILE]  # verdict, chart and every answer in one page (the .txt and .png beside it)
