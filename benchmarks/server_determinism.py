@@ -28,9 +28,8 @@ SETUPS = {
 
 
 def measure(name: str, args: list[str], prompt_cache: bool, threads: int, tokens: int, work: Path) -> str:
-    from jarvis_bench.commands import benchmark, check_setup
-
     from jarvis_bench import demo
+    from jarvis_bench.commands import benchmark, check_setup
     from tests import llama_cpp
     from tests.conftest import free_port
 

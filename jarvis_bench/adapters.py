@@ -169,59 +169,12 @@ def discover(cfg: Config, *, digest: bool = True) -> list[Variant]:
                 cfg.model.base,
             )
         variants.append(v)
-    if cfg.model.backend == "openai":
-        variants = _served(cfg, variants)
-    if cfg.model.backend == "replay":
-        variants = _replayed(cfg, variants)
-    if len(variants) == 1 and not isinstance(spec, list) and cfg.model.backend not in ("replay", "openai"):
+    from .backends import backend_class
+
+    backend = backend_class(cfg.model.backend)
+    variants = backend.discover(cfg, variants)
+    if len(variants) == 1 and not isinstance(spec, list) and backend.loads_model:
         root = cfg.resolve(cfg.model.adapters_dir)
         log.warning("No LoRA adapter found under %s (expected %s/<run>/final/adapter_config.json): "
                     "benchmarking the base model alone.", root, root)
     return variants
-
-
-def _replayed(cfg: Config, variants: list[Variant]) -> list[Variant]:
-    """replay backend: every variant named in the answers file is compared, adapter folder or not."""
-    path = cfg.resolve(cfg.model.replay_file or "")
-    if not path.is_file():
-        return variants  # the backend reports the missing file
-    names: dict[str, None] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # the backend reports the bad line with its number
-        if isinstance(row, dict) and isinstance(row.get("variant"), str):
-            names.setdefault(row["variant"])
-    known = {v.name for v in variants}
-    return variants + [Variant(name=n, served_as=n) for n in names if n not in known and n != BASE]
-
-
-def _served(cfg: Config, variants: list[Variant]) -> list[Variant]:
-    """openai backend: every variant gets its model name on the endpoint (endpoint.variants[name].model,
-    else base_model / adapter_models, else its name); adapters that live only on the server (names in
-    endpoint.adapter_models or endpoint.variants with no local folder) are added."""
-    ep = cfg.model.endpoint
-
-    def served(name: str) -> str:
-        own = ep.variants[name].model if name in ep.variants else None
-        if own:
-            return own
-        if name == BASE:
-            return ep.base_model or cfg.model.base_name or cfg.model.base
-        return ep.adapter_models.get(name, name)
-
-    out = [Variant(**{**v.__dict__, "served_as": served(v.name)}) for v in variants]
-    known = {v.name for v in out}
-    for name in [*ep.adapter_models, *ep.variants]:
-        if name in known:
-            continue
-        own = ep.variants.get(name)
-        if name not in ep.adapter_models and own is not None and not (own.model or own.base_url):
-            log.warning('model.endpoint.variants["%s"] names no variant of this run (%s) and is ignored; fix the name, '
-                        'or give it a "model" if it is an adapter that lives only on the server.',
-                        name, ", ".join(sorted(known)))
-            continue
-        out.append(Variant(name=name, served_as=served(name)))
-        known.add(name)
-    return out

@@ -253,7 +253,7 @@ def _missing_weights(repo: str, revision: str | None, snapshot: Path) -> list[st
 # ------------------------------------------------------------------ hardware
 
 
-def _gpus() -> list[tuple[str, float, float]]:
+def gpus() -> list[tuple[str, float, float]]:
     """(name, free GiB, total GiB) per visible CUDA GPU; [] without CUDA."""
     import torch
 
@@ -278,20 +278,20 @@ def check_hardware(cfg: Config, src: ModelSource) -> Iterator[Check]:
 
     m = cfg.model
     cuda_build = torch.version.cuda or "none"
-    gpus = _gpus()
+    found = gpus()
     yield Check("OK", "torch", f"torch {torch.__version__} (CUDA build {cuda_build}); "
-                + (f"{len(gpus)} CUDA GPU(s)" if gpus else "no CUDA GPU visible"))
-    for i, (name, free, total) in enumerate(gpus):
+                + (f"{len(found)} CUDA GPU(s)" if found else "no CUDA GPU visible"))
+    for i, (name, free, total) in enumerate(found):
         yield Check("OK", "gpu", f"cuda:{i} {name}: {free:.1f} GiB free of {total:.1f} GiB")
-    if not gpus and shutil.which("nvidia-smi") and m.device != "cpu":
+    if not found and shutil.which("nvidia-smi") and m.device != "cpu":
         if torch.version.cuda is None:
             yield Check("FAIL", "gpu", "an NVIDIA driver is installed but this torch is the CPU-only build",
                         "install the CUDA build of torch (INSTALLATION.md, section CUDA)")
         else:
             yield Check("WARN", "gpu", f"an NVIDIA driver is installed but torch (CUDA {cuda_build}) cannot use it",
                         f"update the NVIDIA driver to one that supports CUDA {cuda_build} (nvidia-smi shows yours)")
-    want_cuda = bool(gpus) and m.device != "cpu"
-    if m.device == "cuda" and not gpus:
+    want_cuda = bool(found) and m.device != "cpu"
+    if m.device == "cuda" and not found:
         hint = "install the CUDA build of torch (see INSTALLATION.md)" if cuda_build == "none" else \
             "check the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES"
         yield Check("FAIL", "gpu", "model.device is \"cuda\" but torch sees no CUDA GPU", hint)
@@ -316,7 +316,7 @@ def check_hardware(cfg: Config, src: ModelSource) -> Iterator[Check]:
                     f"({p.experts / 1e9:.1f} B parameters, {est.unquantized_gib:.1f} GiB) would stay in {gpu_dtype}; the "
                     "transformers backend refuses it", "set model.quantization to \"4bit\" (experts quantized too)")
     if want_cuda:
-        free = sum(g[1] for g in gpus)
+        free = sum(g[1] for g in found)
         if free < est.minimum_gib:
             fix = "set model.quantization to \"4bit\", " if m.quantization != "4bit" else ""
             yield Check("FAIL", "vram", f"{need}; {free:.1f} GiB free",
@@ -458,87 +458,6 @@ def _shape_mismatch(path: Path, config: dict[str, Any]) -> str | None:
         return f"{weights} is unreadable ({exc}); re-save the adapter"
 
 
-def check_vllm(cfg: Config, src: ModelSource) -> Iterator[Check]:
-    """What the vllm backend would refuse at engine start or at an adapter's first request."""
-    import importlib.util
-
-    from .adapters import discover
-    from .backends import vllm_engine as ve
-
-    m = cfg.model
-    try:
-        version = md.version("vllm")
-    except md.PackageNotFoundError:
-        version = "?"
-    bnb = m.quantization == "4bit" and not m.vllm.quantization and not (src.config or {}).get("quantization_config")
-    if bnb and importlib.util.find_spec("vllm_bnb_plugin") is None:
-        yield Check("FAIL", "vllm", ve.BNB_PLUGIN.split(": run")[0], "run `uv sync --extra vllm`")
-    experts = sizing.num_experts(src.config or {})
-    try:
-        adapters = [v for v in discover(cfg, digest=False) if not v.is_base]
-    except JarvisBenchError:
-        return  # check_adapters says why
-    if bnb and experts and adapters:
-        yield Check("FAIL", "vllm", ve.BNB_MOE_LORA.split("; on the vllm backend")[0],
-                    'model.quantization "none" (bf16) or a pre-quantized AWQ/GPTQ checkpoint with '
-                    'model.vllm.quantization; or model.backend "transformers" for 4-bit')
-        return
-    for v in adapters:
-        layout = ve.read_layout(v.path, experts)
-        if layout.problem:
-            yield Check("FAIL", "vllm", f"{v.name}: {layout.problem}", 'use model.backend "transformers"')
-            return
-    quant = m.vllm.quantization or ("bitsandbytes NF4 (vllm-bnb-plugin)" if bnb else m.quantization)
-    lora = f", {len(adapters)} adapter(s) through one LoRA slot" if adapters else ""
-    yield Check("OK", "vllm", f"vllm {version}: {quant}{lora}")
-
-
-def check_endpoint(cfg: Config) -> Iterator[Check]:
-    """openai backend: each endpoint answers, knows every model name we will ask for, accepts the key;
-    then the determinism probe on each server: the first prompt asked alone and twice at once, greedy;
-    different answers are a WARN naming the server options that fix them."""
-    from .adapters import discover
-    from .backends.base import Request
-    from .backends.endpoint import OpenAIBackend, reproducibility_hint
-    from .chat import messages
-
-    quick = cfg.model_copy(deep=True)
-    quick.model.endpoint.max_retries = 0  # a check reports, it does not wait
-    backend = None
-    try:
-        variants = discover(quick, digest=False)
-        backend = OpenAIBackend(quick)
-        backend.prepare(variants)
-        routes = backend.routes
-        one_url = len({r.base_url for r in routes.values()}) == 1
-        served = ", ".join(f"{v.name} = {v.served_as}" + ("" if one_url else f" at {routes[v.name].base_url}")
-                           for v in variants)
-        yield Check("OK", "endpoint", (f"{routes[variants[0].name].base_url} serves " if one_url else "") + served)
-        if not cfg.prompts:
-            return
-        p = cfg.prompts[0]
-        request = Request(p.id, tuple(messages(cfg, p)))
-        for url in dict.fromkeys(routes[v.name].base_url for v in variants):  # each server once
-            v = next(v for v in variants if routes[v.name].base_url == url)
-            answers = backend.probe(v, request)
-            failed = next((a.error for a in answers if a.error), None)
-            distinct = len({a.response for a in answers})
-            if failed:
-                yield Check("FAIL", "determinism", f"{v.name}: {failed}", "check the server's log")
-            elif distinct > 1:
-                yield Check("WARN", "determinism",
-                            f"{url} gave {distinct} different answers to the same request at temperature 0 "
-                            f"(prompt {p.id}, alone then twice at once): two runs may disagree",
-                            reproducibility_hint(backend.kinds.get(url, "other")))
-            else:
-                yield Check("OK", "determinism", f"{url}: the same answer to the same request, alone and twice at once")
-    except JarvisBenchError as exc:
-        yield Check("FAIL", "endpoint", str(exc))
-    finally:
-        if backend is not None:
-            backend.close()
-
-
 def check_embedder(cfg: Config) -> Check:
     from .scoring import resolve_embedder
 
@@ -571,37 +490,26 @@ def run_all(config_path: Path, *, demo: bool = False) -> list[Check]:
         return checks
     checks.append(Check("OK", "config", f"{cfg.source}: {len(cfg.prompts)} prompts in {len(cfg.categories)} "
                         f"categories ({', '.join(cfg.categories)}), {len(cfg.tools)} tools"))
-    from .backends import factory
+    from .backends import backend_class
 
-    try:
-        factory(cfg.model.backend)
-    except JarvisBenchError as exc:
-        checks.append(Check("FAIL", "backend", str(exc)))
-        return checks
-    if cfg.model.backend == "openai" and not demo:
-        checks += [*check_endpoint(cfg), check_embedder(cfg)]
-        return checks
-    if cfg.model.backend == "vllm" and not demo and not _gpus():
-        checks.append(Check("FAIL", "backend", "the vllm backend needs a CUDA GPU and torch sees none",
-                            'use model.backend "transformers", or "openai" against a vLLM server elsewhere'))
-    if cfg.model.backend == "replay" and not demo:
-        replay = cfg.resolve(cfg.model.replay_file or "")
-        checks.append(Check("OK", "backend", f"replay: answers read from {replay}") if replay.is_file() else
-                      Check("FAIL", "backend", f"model.replay_file {replay} does not exist",
-                            "point it at the JSONL of answers to score"))
-        checks.append(check_embedder(cfg))
-        return checks
     if demo:
         try:
             cfg = demo_mod.apply(cfg, base=demo_mod.cached_base_dir() or demo_mod.gguf_path().parent)
         except JarvisBenchError as exc:
             checks.append(Check("FAIL", "model", str(exc)))
             return checks
+    try:
+        backend = backend_class(cfg.model.backend)
+    except JarvisBenchError as exc:
+        checks.append(Check("FAIL", "backend", str(exc)))
+        return checks
+    if not backend.loads_model:
+        checks += backend.setup_checks(cfg, None)
+        checks.append(check_embedder(cfg))
+        return checks
     src = locate_model(cfg, demo=demo)
     checks += [*check_model(src), *check_hardware(cfg, src), *check_bitsandbytes(cfg), *check_disk(src),
-               *check_adapters(cfg, src)]
-    if cfg.model.backend == "vllm" and not demo:
-        checks += check_vllm(cfg, src)
+               *check_adapters(cfg, src), *backend.setup_checks(cfg, src)]
     checks.append(check_embedder(cfg))
     return checks
 

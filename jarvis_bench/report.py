@@ -120,16 +120,17 @@ def _short(text: str, n: int = 90) -> str:
 
 
 def where_it_ran(meta: dict[str, Any], lang: str = "fr") -> tuple[str, str]:
-    """(label, value) of the header line: the hardware ("cpu · float32 · quantization none"), or for a
-    server (openai backend) which server answered: its URL, kind and model file (the tool knows nothing
-    of the server's hardware)."""
-    t = T[lang]
-    if meta.get("backend") == "openai":
-        servers = meta.get("servers") or {meta.get("endpoint"): None}
-        return t["server"], ", ".join(f"{url} ({kind})" if kind else str(url) for url, kind in servers.items())
-    hardware = " ".join(str(x) for x in (meta.get("device"), meta.get("gpu")) if x)
-    quant = t["no_quant"] if meta.get("quantization") in (None, "none") else meta["quantization"]
-    return t["device"], f"{hardware} · {meta.get('dtype')} · {t['quant']} {quant}"
+    """(label, value) of the header line saying where the answers were computed: the backend that
+    ran says it (hardware, or the server that answered); an unknown backend name gets the hardware line."""
+    from .backends import backend_class
+    from .backends.base import Backend
+    from .errors import ConfigError
+
+    try:
+        cls = backend_class(str(meta.get("backend")))
+    except ConfigError:
+        cls = Backend
+    return cls.where_it_ran(meta, T[lang])
 
 
 def render(data: dict[str, Any], lang: str = "fr") -> str:

@@ -70,7 +70,7 @@ def build(
         "variants": [v.name for v in variants],
         "backend": cfg.model.backend,
         **{k: v for k, v in backend_info.items()},
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "timestamp": _dt.datetime.now(_dt.UTC).astimezone().isoformat(timespec="seconds"),
         "config_file": str(cfg.source) if cfg.source else None,
         "config_sha256": cfg.content_hash(),
         "generation": cfg.generation.model_dump(mode="json"),

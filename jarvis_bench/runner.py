@@ -44,8 +44,7 @@ def params(cfg: Config) -> dict[str, Any]:
 def rendered(backend: Backend, request: Request, cache: GenerationCache | None) -> str:
     """The backend's rendered prompt, kept in the cache under the backend's `render_key` when it has one,
     so that a rerun can compute every cache key without loading the tokenizer."""
-    key_of = getattr(backend, "render_key", None)
-    key = key_of(request) if cache is not None and key_of is not None else None
+    key = backend.render_key(request) if cache is not None else None
     if cache is None or key is None:
         return backend.render(request)
     text = cache.get_prompt(key)
@@ -60,11 +59,10 @@ def _check_fit(backend: Backend, todos: dict[str, list[Request]], max_new_tokens
     """Before anything is generated: the prompts to generate whose tokens + max_new_tokens exceed the
     model's context. A model fed past its context does not fail, it grinds on positions it was never
     trained for; so that is a user error (exit 2), or with --skip-too-long those prompts are left out."""
-    check = getattr(backend, "too_long", None)
     pending = list({r.prompt_id: r for rs in todos.values() for r in rs}.values())
-    if check is None or not pending:
+    if not pending:
         return set()
-    over = check(pending, max_new_tokens)
+    over = backend.too_long(pending, max_new_tokens)
     if not over:
         return set()
     ctx, source = over[0]["context"], over[0]["source"]
@@ -82,13 +80,12 @@ def _check_fit(backend: Backend, todos: dict[str, list[Request]], max_new_tokens
 
 
 def _recheck(backend: Backend, variant: Variant, request: Request, outcome: RunOutcome, deadline: float | None) -> None:
-    """Backends that can (openai) ask a variant's first generated prompt once more, outside the timings
-    and never past generation.timeout_s: a server whose greedy answers change is a warning."""
-    check = getattr(backend, "recheck", None)
+    """The backend's recheck of a variant's first generated prompt (a server whose greedy answers change
+    is a warning), outside the timings and never past generation.timeout_s."""
     first = outcome.generations.get((request.prompt_id, variant.name))
-    if check is None or first is None or first.error or (deadline is not None and time.monotonic() >= deadline):
+    if first is None or first.error or (deadline is not None and time.monotonic() >= deadline):
         return
-    check(variant, request, first)
+    backend.recheck(variant, request, first)
 
 
 def run(
@@ -108,8 +105,7 @@ def run(
     identity = backend.identity()
     gen_params = params(cfg)
     texts = {r.prompt_id: rendered(backend, r, cache) for r in requests}
-    variant_key = getattr(backend, "variant_key", lambda v: v.key)  # openai: the route and the server's facts too
-    vkeys = {v.name: variant_key(v) for v in variants}
+    vkeys = {v.name: backend.variant_key(v) for v in variants}
     keys = {(r.prompt_id, v.name): generation_key(identity, vkeys[v.name], texts[r.prompt_id], gen_params)
             for v in variants for r in requests}
     out_dir.mkdir(parents=True, exist_ok=True)

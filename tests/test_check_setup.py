@@ -198,10 +198,13 @@ def test_vllm_checks_what_the_engine_would_refuse(monkeypatch):
     moe = checks.ModelSource("hub", "x", config=checks.sizing.KNOWN_CONFIGS["Qwen/Qwen3-30B-A3B"])
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm_bnb_plugin" else real(name, *a))
-    found = list(checks.check_vllm(cfg, moe))
+    from jarvis_bench.backends.vllm_engine import VllmBackend
+
+    monkeypatch.setattr(checks, "gpus", lambda: [("H200", 139.0, 139.0)])
+    found = list(VllmBackend.setup_checks(cfg, moe))
     assert [c.status for c in found] == ["FAIL", "FAIL"]
     assert "vllm-bnb-plugin" in found[0].detail and found[0].fix == "run `uv sync --extra vllm`"
     assert "no LoRA kernel" in found[1].detail and '"none"' in found[1].fix
     cfg.model.quantization = "none"
-    found = list(checks.check_vllm(cfg, moe))
+    found = list(VllmBackend.setup_checks(cfg, moe))
     assert [c.status for c in found] == ["OK"] and "1 adapter(s) through one LoRA slot" in found[0].detail

@@ -355,7 +355,7 @@ def test_discover_keeps_the_rank_vllm_needs(cfg):
     assert ve.engine_kwargs(cfg, variants, "m")["max_lora_rank"] == 16
 
 
-def test_a_prequantized_checkpoint_keeps_its_own_quantization(cfg):
+def test_a_prequantized_checkpoint_keeps_its_own_quantization(cfg, monkeypatch):
     """An AWQ/GPTQ/bnb checkpoint under the default model.quantization "4bit": vLLM follows the
     checkpoint's quantization_config; asking for bitsandbytes too would fail the engine start."""
     kw = ve.engine_kwargs(cfg, [BASE, A16], "org/model-AWQ", moe=True, prequantized=True)
@@ -365,4 +365,5 @@ def test_a_prequantized_checkpoint_keeps_its_own_quantization(cfg):
     cfg.model.adapters = []
     src = checks.ModelSource("local", "x", config={**checks.sizing.KNOWN_CONFIGS["Qwen/Qwen3-30B-A3B"],
                                                    "quantization_config": {"quant_method": "awq"}})
-    assert [c.status for c in checks.check_vllm(cfg, src)] == ["OK"]
+    monkeypatch.setattr(checks, "gpus", lambda: [("H200", 139.0, 139.0)])
+    assert [c.status for c in ve.VllmBackend.setup_checks(cfg, src)] == ["OK"]

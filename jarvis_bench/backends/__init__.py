@@ -1,82 +1,50 @@
-"""Backend registry: name -> factory. Heavy libraries are imported inside each factory."""
+"""Backend registry: backend name -> the module and class that implement it.
+
+A backend module imports only the standard library and jarvis_bench at module level, so its class can
+be asked its class-level hooks (`check_requirements`, `discover`, `setup_checks`, `where_it_ran`)
+without torch, vLLM or httpx; the heavy libraries are imported when a backend is constructed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 
 from ..config import Config
-from ..errors import BackendUnavailable, ConfigError
+from ..errors import ConfigError
 from .base import Backend, Generation, Request
 
-__all__ = ["Backend", "Generation", "Request", "create", "factory", "names"]
+__all__ = ["Backend", "Generation", "Request", "backend_class", "create", "names"]
 
-
-def _transformers(cfg: Config, device: str) -> Backend:
-    import importlib.util
-
-    missing = [m for m in ("torch", "transformers", "peft") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise BackendUnavailable(
-            f"the transformers backend needs torch, transformers and peft ({', '.join(missing)} missing); run `uv sync`"
-        )
-    from .hf import TransformersBackend
-
-    return TransformersBackend(cfg, device=device)
-
-
-def _openai(cfg: Config, device: str) -> Backend:
-    import importlib.util
-
-    if importlib.util.find_spec("httpx") is None:
-        raise BackendUnavailable("the openai backend needs httpx; run `uv sync`")
-    from .endpoint import OpenAIBackend
-
-    return OpenAIBackend(cfg)
-
-
-def _vllm(cfg: Config, device: str) -> Backend:
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None:
-        raise BackendUnavailable(
-            'the vllm backend needs the `vllm` extra: run `uv sync --extra vllm` (Linux + CUDA GPU), '
-            'or use model.backend "transformers"'
-        )
-    from .vllm_engine import VllmBackend
-
-    return VllmBackend(cfg, device=device)
-
-
-def _replay(cfg: Config, device: str) -> Backend:
-    from .replay import ReplayBackend
-
-    return ReplayBackend(cfg)
-
-
-_REGISTRY: dict[str, Callable[[Config, str], Backend]] = {
-    "transformers": _transformers,
-    "vllm": _vllm,
-    "openai": _openai,
-    "replay": _replay,
+# name (model.backend) -> "module:Class" under jarvis_bench.backends
+REGISTRY: dict[str, str] = {
+    "transformers": "hf:TransformersBackend",
+    "vllm": "vllm_engine:VllmBackend",
+    "openai": "endpoint:OpenAIBackend",
+    "replay": "replay:ReplayBackend",
 }
 
 
 def names() -> list[str]:
-    return list(_REGISTRY)
+    return list(REGISTRY)
 
 
-def factory(name: str) -> Callable[[Config, str], Backend]:
-    """The factory registered under `name`, or a clear error naming the valid ones (imports nothing)."""
-    found = _REGISTRY.get(name)
+def backend_class(name: str) -> type[Backend]:
+    """The class registered under `name` (its module imports no heavy library), or a clear error
+    naming the valid ones."""
+    found = REGISTRY.get(name)
     if found is None:
         import difflib
 
         close = difflib.get_close_matches(name, names(), n=1)
         hint = f' (did you mean "{close[0]}"?)' if close else ""
         raise ConfigError(f'model.backend = "{name}" is not a backend{hint}; choose one of: {", ".join(names())}')
-    return found
+    module, cls = found.split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
 def create(cfg: Config, *, device: str = "auto") -> Backend:
-    """The configured backend, or a clear error naming the valid ones."""
-    return factory(cfg.model.backend)(cfg, device)
+    """The configured backend: its requirements checked (BackendUnavailable says what to install),
+    then constructed."""
+    cls = backend_class(cfg.model.backend)
+    cls.check_requirements()
+    return cls(cfg, device=device)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..adapters import Variant
+
+if TYPE_CHECKING:
+    from ..checks import Check
+    from ..config import Config
 
 
 @dataclass(frozen=True)
@@ -41,36 +45,97 @@ class Generation:
         return cls(**known)
 
 
-class Backend(Protocol):
-    """A place that can answer prompts for the base and for each adapter."""
+class Backend:
+    """A place that can answer prompts for the base and for each adapter.
 
-    name: str
+    Every backend subclasses this and lives in its own module under `backends/`, registered in
+    `backends/__init__.py`. The six methods without a default are the contract; the hooks below them have
+    defaults that fit a backend which loads the model on this machine, and a backend overrides only
+    what it knows better. Class-level hooks (`check_requirements`, `discover`, `setup_checks`,
+    `where_it_ran`) are asked before any backend exists (check_setup, the report of a results file), so
+    they must not import heavy libraries at module level. Nothing outside `backends/` (and the config
+    schema) tests a backend's name: it asks the backend.
+    """
+
+    name: ClassVar[str]
+    #: check_setup runs the model, hardware, disk and adapter checks (the weights load on this machine);
+    #: False for a backend whose answers come from elsewhere (a server, a file).
+    loads_model: ClassVar[bool] = True
+
+    # ------------------------------------------------------------------ the contract
 
     def prepare(self, variants: Sequence[Variant]) -> None:
         """Cheap setup (tokenizer, endpoint check). Heavy loading waits for the first generate()."""
+        raise NotImplementedError
 
     def identity(self) -> dict[str, Any]:
         """What identifies the model weights and settings (goes into every cache key)."""
+        raise NotImplementedError
 
     def render(self, request: Request) -> str:
         """The exact input the model sees for this request (part of the cache key)."""
+        raise NotImplementedError
 
     def generate(self, variant: Variant, requests: Sequence[Request]) -> Iterator[Generation]:
         """Answer `requests` with `variant`, yielding each answer as soon as it is finished."""
+        raise NotImplementedError
 
     def info(self) -> dict[str, Any]:
         """Device, dtype, load time, peak memory… for the results' metadata."""
+        raise NotImplementedError
 
     def close(self) -> None:
         """Free the model."""
 
-    # Optional: `variant_key(variant) -> str`, what identifies a variant's answers in cache keys when the
-    # variant's own key (adapter hash) is not enough (the openai backend: the route and the server's facts).
-    # Optional: `recheck(variant, request, first) -> bool`, asked by the runner after a variant's answers:
-    # the first request once more, a different answer is a warning (the openai backend: a server's drift).
-    # Optional: `too_long(requests, max_new_tokens) -> list[dict]`, the requests whose prompt tokens plus
-    # max_new_tokens exceed the model's context (see `overflow`); backends that cannot count tokens
-    # (a remote server, replayed answers) leave it out.
+    # ------------------------------------------------------------------ hooks asked by the runner
+
+    def render_key(self, request: Request) -> str | None:
+        """A key for `render(request)` that is known without the tokenizer, or None. The runner keeps
+        rendered prompts under it, so a rerun whose answers are all cached never loads the tokenizer."""
+        return None
+
+    def variant_key(self, variant: Variant) -> str:
+        """What identifies a variant's answers in cache keys (the openai backend adds the route and what
+        the server reports about its model)."""
+        return variant.key
+
+    def too_long(self, requests: Sequence[Request], max_new_tokens: int) -> list[dict[str, Any]]:
+        """The requests whose prompt tokens plus max_new_tokens exceed the model's context (see
+        `overflow`), before anything is generated; [] for a backend that cannot count tokens."""
+        return []
+
+    def recheck(self, variant: Variant, request: Request, first: Generation) -> bool:
+        """Asked by the runner after a variant's answers: answer the variant's first request once more;
+        False (with a warning) when the answer differs from `first`. Only a backend whose answers may
+        drift (a shared server) does anything."""
+        return True
+
+    # ------------------------------------------------------------------ class-level hooks
+
+    @classmethod
+    def check_requirements(cls) -> None:
+        """Raise BackendUnavailable, saying what to install, when a library this backend needs is missing.
+        Called before the backend module's heavy imports."""
+
+    @classmethod
+    def discover(cls, cfg: Config, variants: list[Variant]) -> list[Variant]:
+        """The variants of a run, given the base and the adapters found on disk (the openai backend adds
+        the names it asks the server for; the replay backend the variants its file names)."""
+        return variants
+
+    @classmethod
+    def setup_checks(cls, cfg: Config, source: Any | None) -> Iterator[Check]:
+        """What check_setup asks of this backend, after the model checks (`source`: the
+        `checks.ModelSource` of the base when `loads_model`, else None)."""
+        return iter(())
+
+    @classmethod
+    def where_it_ran(cls, meta: dict[str, Any], t: dict[str, str]) -> tuple[str, str]:
+        """The report header's (label, value) saying where the answers were computed, from the results'
+        metadata; `t` is the report's message table (messages.T[lang])."""
+        hardware = " ".join(str(x) for x in (meta.get("device"), meta.get("gpu")) if x)
+        quant = t["no_quant"] if meta.get("quantization") in (None, "none") else meta["quantization"]
+        return t["device"], f"{hardware} · {meta.get('dtype')} · {t['quant']} {quant}"
 
 
 def overflow(tokens: dict[str, int], context: int | None, max_new_tokens: int, source: str) -> list[dict[str, Any]]:

@@ -35,15 +35,18 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..adapters import Variant
+from ..adapters import BASE, Variant
 from ..chat import tools as tool_schemas
 from ..config import Config
-from ..errors import ConfigError, ModelLoadError
+from ..errors import BackendUnavailable, ConfigError, JarvisBenchError, ModelLoadError
 from ..fsutil import sha256_json
 from ..text import strip_thinking
-from .base import Generation, Request, overflow
+from .base import Backend, Generation, Request, overflow
+
+if TYPE_CHECKING:
+    from ..checks import Check
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +153,14 @@ def load_hint(listing: dict[str, Any]) -> str:
 
 
 class _Failed(Exception):
-    def __init__(self, message: str, retryable: bool, retry_after: str | None = None) -> None:
+    """A request that did not give an answer. `retryable`: worth asking again; `counted`: a retry the
+    run reports (False for a resend without a refused field, which is not the server failing)."""
+
+    def __init__(self, message: str, retryable: bool, retry_after: str | None = None, counted: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.counted = counted
 
 
 def reproducibility_hint(kind: str) -> str:
@@ -196,10 +203,99 @@ def routes(cfg: Config, variants: Sequence[Variant]) -> dict[str, Route]:
     return out
 
 
-class OpenAIBackend:
+class OpenAIBackend(Backend):
     name = "openai"
+    loads_model = False
 
-    def __init__(self, cfg: Config) -> None:
+    @classmethod
+    def check_requirements(cls) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("httpx") is None:
+            raise BackendUnavailable("the openai backend needs httpx; run `uv sync`")
+
+    @classmethod
+    def discover(cls, cfg: Config, variants: list[Variant]) -> list[Variant]:
+        """Every variant gets its model name on the endpoint (endpoint.variants[name].model,
+        else base_model / adapter_models, else its name); adapters that live only on the server (names in
+        endpoint.adapter_models or endpoint.variants with no local folder) are added."""
+        ep = cfg.model.endpoint
+
+        def served(name: str) -> str:
+            own = ep.variants[name].model if name in ep.variants else None
+            if own:
+                return own
+            if name == BASE:
+                return ep.base_model or cfg.model.base_name or cfg.model.base
+            return ep.adapter_models.get(name, name)
+
+        out = [Variant(**{**v.__dict__, "served_as": served(v.name)}) for v in variants]
+        known = {v.name for v in out}
+        for name in [*ep.adapter_models, *ep.variants]:
+            if name in known:
+                continue
+            own = ep.variants.get(name)
+            if name not in ep.adapter_models and own is not None and not (own.model or own.base_url):
+                log.warning('model.endpoint.variants["%s"] names no variant of this run (%s) and is ignored; fix the name, '
+                            'or give it a "model" if it is an adapter that lives only on the server.',
+                            name, ", ".join(sorted(known)))
+                continue
+            out.append(Variant(name=name, served_as=served(name)))
+            known.add(name)
+        return out
+
+    @classmethod
+    def setup_checks(cls, cfg: Config, source: Any | None) -> Iterator[Check]:
+        """Each endpoint answers, knows every model name we will ask for, accepts the key;
+        then the determinism probe on each server: the first prompt asked alone and twice at once, greedy;
+        different answers are a WARN naming the server options that fix them."""
+        from ..adapters import discover
+        from ..chat import messages
+        from ..checks import Check
+
+        quick = cfg.model_copy(deep=True)
+        quick.model.endpoint.max_retries = 0  # a check reports, it does not wait
+        backend = None
+        try:
+            variants = discover(quick, digest=False)
+            backend = cls(quick)
+            backend.prepare(variants)
+            routes = backend.routes
+            one_url = len({r.base_url for r in routes.values()}) == 1
+            served = ", ".join(f"{v.name} = {v.served_as}" + ("" if one_url else f" at {routes[v.name].base_url}")
+                               for v in variants)
+            yield Check("OK", "endpoint", (f"{routes[variants[0].name].base_url} serves " if one_url else "") + served)
+            if not cfg.prompts:
+                return
+            p = cfg.prompts[0]
+            request = Request(p.id, tuple(messages(cfg, p)))
+            for url in dict.fromkeys(routes[v.name].base_url for v in variants):  # each server once
+                v = next(v for v in variants if routes[v.name].base_url == url)
+                answers = backend.probe(v, request)
+                failed = next((a.error for a in answers if a.error), None)
+                distinct = len({a.response for a in answers})
+                if failed:
+                    yield Check("FAIL", "determinism", f"{v.name}: {failed}", "check the server's log")
+                elif distinct > 1:
+                    yield Check("WARN", "determinism",
+                                f"{url} gave {distinct} different answers to the same request at temperature 0 "
+                                f"(prompt {p.id}, alone then twice at once): two runs may disagree",
+                                reproducibility_hint(backend.kinds.get(url, "other")))
+                else:
+                    yield Check("OK", "determinism", f"{url}: the same answer to the same request, alone and twice at once")
+        except JarvisBenchError as exc:
+            yield Check("FAIL", "endpoint", str(exc))
+        finally:
+            if backend is not None:
+                backend.close()
+
+    @classmethod
+    def where_it_ran(cls, meta: dict[str, Any], t: dict[str, str]) -> tuple[str, str]:
+        """Which server answered: its URL, kind and model file (the tool knows nothing of its hardware)."""
+        servers = meta.get("servers") or {meta.get("endpoint"): None}
+        return t["server"], ", ".join(f"{url} ({kind})" if kind else str(url) for url, kind in servers.items())
+
+    def __init__(self, cfg: Config, *, device: str = "auto") -> None:
         import httpx
 
         ep = cfg.model.endpoint
@@ -431,7 +527,7 @@ class OpenAIBackend:
                     if self._send_template_kwargs:
                         log.info("%s does not accept chat_template_kwargs; sending requests without it.", url)
                     self._send_template_kwargs = False
-                raise _Failed("chat_template_kwargs rejected", True, retry_after="0")
+                raise _Failed("chat_template_kwargs rejected", True, retry_after="0", counted=False)
             raise _Failed(f"HTTP {resp.status_code} from {url}: {detail}", resp.status_code in RETRY_STATUS,
                           resp.headers.get("retry-after"))
         try:
@@ -467,7 +563,7 @@ class OpenAIBackend:
                     tries = f" after {attempt + 1} attempts" if attempt else ""
                     return Generation(prompt_id=request.prompt_id, variant=variant.name,
                                       latency_s=round(time.perf_counter() - t0, 3), error=f"{exc}{tries}")
-                if str(exc) != "chat_template_kwargs rejected":
+                if exc.counted:
                     with self._lock:
                         self._info["retries"] += 1
                     log.debug("retrying %s/%s: %s", request.prompt_id, variant.name, exc)

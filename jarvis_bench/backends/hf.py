@@ -34,7 +34,7 @@ from ..errors import AdapterError, BackendUnavailable, ConfigError, ModelLoadErr
 from ..fsutil import sha256_json
 from ..text import strip_thinking
 from . import decode
-from .base import Generation, Request
+from .base import Backend, Generation, Request
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,18 @@ def local_fingerprint(path: Path) -> dict[str, Any]:
     return {"files": sha256_json(listing), "config": sha256_json(cfg)}
 
 
-class TransformersBackend:
+class TransformersBackend(Backend):
     name = "transformers"
+
+    @classmethod
+    def check_requirements(cls) -> None:
+        import importlib.util
+
+        missing = [m for m in ("torch", "transformers", "peft") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise BackendUnavailable(
+                f"the transformers backend needs torch, transformers and peft ({', '.join(missing)} missing); "
+                "run `uv sync`")
 
     def __init__(self, cfg: Config, *, device: str = "auto") -> None:
         _quiet_bitsandbytes()

@@ -9,20 +9,50 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..adapters import Variant
+from ..adapters import BASE, Variant
 from ..config import Config
 from ..errors import ConfigError
 from ..fsutil import sha256_file
 from ..text import strip_thinking
-from .base import Generation, Request
+from .base import Backend, Generation, Request
+
+if TYPE_CHECKING:
+    from ..checks import Check
 
 
-class ReplayBackend:
+class ReplayBackend(Backend):
     name = "replay"
+    loads_model = False
 
-    def __init__(self, cfg: Config) -> None:
+    @classmethod
+    def discover(cls, cfg: Config, variants: list[Variant]) -> list[Variant]:
+        """Every variant named in the answers file is compared, adapter folder or not."""
+        path = cfg.resolve(cfg.model.replay_file or "")
+        if not path.is_file():
+            return variants  # the backend reports the missing file
+        names: dict[str, None] = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the backend reports the bad line with its number
+            if isinstance(row, dict) and isinstance(row.get("variant"), str):
+                names.setdefault(row["variant"])
+        known = {v.name for v in variants}
+        return variants + [Variant(name=n, served_as=n) for n in names if n not in known and n != BASE]
+
+    @classmethod
+    def setup_checks(cls, cfg: Config, source: Any | None) -> Iterator[Check]:
+        from ..checks import Check
+
+        replay = cfg.resolve(cfg.model.replay_file or "")
+        yield (Check("OK", "backend", f"replay: answers read from {replay}") if replay.is_file() else
+               Check("FAIL", "backend", f"model.replay_file {replay} does not exist",
+                     "point it at the JSONL of answers to score"))
+
+    def __init__(self, cfg: Config, *, device: str = "auto") -> None:
         if not cfg.model.replay_file:
             raise ConfigError('model.replay_file is required when model.backend is "replay"; set it to a JSONL file')
         self.cfg = cfg

@@ -24,6 +24,7 @@ of the config and the adapters, unit-tested without vLLM; the engine itself is e
 from __future__ import annotations
 
 import gc
+import importlib.metadata as md
 import importlib.util
 import json
 import logging
@@ -32,16 +33,19 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..adapters import Variant
 from ..chat import render as render_chat
 from ..chat import token_ids as chat_token_ids
 from ..chat import tools as tool_schemas
 from ..config import Config
-from ..errors import AdapterError, BackendUnavailable, ConfigError, ModelLoadError
+from ..errors import AdapterError, BackendUnavailable, ConfigError, JarvisBenchError, ModelLoadError
 from ..text import strip_thinking
-from .base import Generation, Request
+from .base import Backend, Generation, Request
+
+if TYPE_CHECKING:
+    from ..checks import Check
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +53,20 @@ log = logging.getLogger(__name__)
 # adapter's rank is rounded up to the next one.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
-BNB_MOE_LORA = (
+BNB_MOE_LORA_WHY = (
     "vLLM cannot run LoRA adapters on a MoE model quantized by bitsandbytes (model.quantization \"4bit\"): its "
-    "bitsandbytes MoE layer has no LoRA kernel (vllm#29138); on the vllm backend use model.quantization "
-    "\"none\" (bf16), or a pre-quantized AWQ/GPTQ/compressed-tensors checkpoint with model.vllm.quantization; "
-    "or keep 4-bit with model.backend \"transformers\""
+    "bitsandbytes MoE layer has no LoRA kernel (vllm#29138)"
 )
-BNB_PLUGIN = (
+BNB_MOE_LORA = (
+    f"{BNB_MOE_LORA_WHY}; on the vllm backend use model.quantization \"none\" (bf16), or a pre-quantized "
+    "AWQ/GPTQ/compressed-tensors checkpoint with model.vllm.quantization; or keep 4-bit with model.backend "
+    "\"transformers\""
+)
+BNB_PLUGIN_WHY = (
     'model.quantization "4bit" on the vllm backend needs the vllm-bnb-plugin package (vLLM moved '
-    "bitsandbytes out of its core): run `uv sync --extra vllm`"
+    "bitsandbytes out of its core)"
 )
+BNB_PLUGIN = f"{BNB_PLUGIN_WHY}: run `uv sync --extra vllm`"
 _PER_EXPERT = re.compile(r"\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.lora_A\.")
 _FUSED = re.compile(r"\.layers\.(\d+)\.mlp\.experts\.(base_layer\.)?lora_A\.")
 
@@ -217,8 +225,55 @@ def engine_error(exc: BaseException) -> str:
     return first
 
 
-class VllmBackend:
+class VllmBackend(Backend):
     name = "vllm"
+
+    @classmethod
+    def check_requirements(cls) -> None:
+        if importlib.util.find_spec("vllm") is None:
+            raise BackendUnavailable(
+                'the vllm backend needs the `vllm` extra: run `uv sync --extra vllm` (Linux + CUDA GPU), '
+                'or use model.backend "transformers"'
+            )
+
+    @classmethod
+    def setup_checks(cls, cfg: Config, source: Any | None) -> Iterator[Check]:
+        """A CUDA GPU, then what this backend would refuse at engine start or at an adapter's first request."""
+        from .. import sizing
+        from ..adapters import discover
+        from ..checks import Check, gpus
+
+        if not gpus():
+            yield Check("FAIL", "backend", "the vllm backend needs a CUDA GPU and torch sees none",
+                        'use model.backend "transformers", or "openai" against a vLLM server elsewhere')
+        src = source
+
+        m = cfg.model
+        try:
+            version = md.version("vllm")
+        except md.PackageNotFoundError:
+            version = "?"
+        bnb = m.quantization == "4bit" and not m.vllm.quantization and not (src.config or {}).get("quantization_config")
+        if bnb and importlib.util.find_spec("vllm_bnb_plugin") is None:
+            yield Check("FAIL", "vllm", BNB_PLUGIN_WHY, "run `uv sync --extra vllm`")
+        experts = sizing.num_experts(src.config or {})
+        try:
+            adapters = [v for v in discover(cfg, digest=False) if not v.is_base]
+        except JarvisBenchError:
+            return  # check_adapters says why
+        if bnb and experts and adapters:
+            yield Check("FAIL", "vllm", BNB_MOE_LORA_WHY,
+                        'model.quantization "none" (bf16) or a pre-quantized AWQ/GPTQ checkpoint with '
+                        'model.vllm.quantization; or model.backend "transformers" for 4-bit')
+            return
+        for v in adapters:
+            layout = read_layout(v.path, experts)
+            if layout.problem:
+                yield Check("FAIL", "vllm", f"{v.name}: {layout.problem}", 'use model.backend "transformers"')
+                return
+        quant = m.vllm.quantization or ("bitsandbytes NF4 (vllm-bnb-plugin)" if bnb else m.quantization)
+        lora = f", {len(adapters)} adapter(s) through one LoRA slot" if adapters else ""
+        yield Check("OK", "vllm", f"vllm {version}: {quant}{lora}")
 
     def __init__(self, cfg: Config, *, device: str = "auto") -> None:
         import torch

@@ -192,7 +192,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     cfg = apply_overrides(config.load(cfg_path), args)
     prompts = select_prompts(cfg, args.category, args.limit)
     try:  # a misspelt backend is reported before anything else
-        backends.factory(cfg.model.backend)
+        backends.backend_class(cfg.model.backend)
     except ConfigError as exc:
         raise ConfigError(f"{'--backend' if args.backend else cfg.source}: {exc}") from None
     variants = adapters.discover(cfg)

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_FAILURE, EXIT_OK
 from ..clitools import positive
+from ..errors import EXIT_FAILURE, EXIT_OK
 
 OK_LINE = "OK QUICK TEST RÉUSSI"
 
