@@ -6,10 +6,10 @@ Usage:
     uv run python benchmarks/moe_experts.py --experts 32    # a smaller layer (quicker)
 
 Builds one experts module at Qwen3-30B-A3B's size with random weights, quantizes it the way the
-transformers backend does (NF4 + double quant, expert by expert: `moe_quant.quantize_stack`), routes T
+transformers backend does (NF4 + double quant, expert by expert: `moe_4bit.quantize_stack`), routes T
 tokens to their top-8 experts with a random router, and times three ways to run it:
 
-- routed  : what jarvis-bench does (`moe_quant.experts_forward`): dequantize each routed expert's slice
+- routed  : what jarvis-bench does (`moe_4bit.experts_forward`): dequantize each routed expert's slice
             once per forward;
 - layer   : dequantize the whole stack once per forward (a per-layer cache), then the eager loop;
 - naive   : a dequantize-on-access parameter read by transformers' eager loop: the whole stack is
@@ -41,7 +41,7 @@ def main() -> None:
     import torch
     from torch import nn
 
-    from jarvis_bench.backends import moe_quant
+    from jarvis_bench.backends import moe_4bit
 
     dtype = getattr(torch, args.dtype)
     dev = torch.device(args.device)
@@ -62,16 +62,16 @@ def main() -> None:
     t0 = time.perf_counter()
     for name, shape in (("gate_up_proj", (E, 2 * I, H)), ("down_proj", (E, H, I))):
         stack = (torch.randn(*shape, device=dev, dtype=dtype) * 0.02)
-        q = moe_quant.quantize_stack(stack, double_quant=True, dtype=dtype)
-        setattr(module, name, nn.Parameter(moe_quant.store(module, name, q), requires_grad=False))
+        q = moe_4bit.quantize_stack(stack, double_quant=True, dtype=dtype)
+        setattr(module, name, nn.Parameter(moe_4bit.store(module, name, q), requires_grad=False))
         del stack
     quant_s = time.perf_counter() - t0
 
     def dequant_all(name: str) -> torch.Tensor:
-        return torch.stack([moe_quant.expert_weight(module, name, e) for e in range(E)])
+        return torch.stack([moe_4bit.expert_weight(module, name, e) for e in range(E)])
 
     def layer_cache(x, idx, w):
-        stacks = {n: dequant_all(n) for n in moe_quant.EXPERT_PARAMS}
+        stacks = {n: dequant_all(n) for n in moe_4bit.EXPERT_PARAMS}
         return _eager(module, x, idx, w, lambda n, e: stacks[n][e])
 
     def naive(x, idx, w):
@@ -112,7 +112,7 @@ def main() -> None:
         w, idx = torch.topk(probs, args.top_k, dim=-1)
         w = (w / w.sum(-1, keepdim=True)).to(dtype)
         hit = idx.unique().numel()
-        routed_s, a = timed(moe_quant.experts_forward, module, x, idx, w)
+        routed_s, a = timed(moe_4bit.experts_forward, module, x, idx, w)
         layer_s, b = timed(layer_cache, x, idx, w)
         assert torch.equal(a, b), "routed and per-layer cache disagree"
         if T <= 8:

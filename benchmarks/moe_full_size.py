@@ -8,7 +8,7 @@ Writes random weights for the published config of Qwen/Qwen3-30B-A3B (hidden 204
 128 experts of width 768, 32 heads, 4 KV heads, head_dim 128, vocab 151,936) shard by shard, one
 shard per layer, in the checkpoint's own per-expert layout (`model.layers.0.mlp.experts.7.up_proj.weight`,
 bf16, ~57 GiB), loads it with `quantization: "4bit"` exactly as the transformers backend does
-(`moe_quant.quantization_config`, experts quantized while the checkpoint streams in), runs one forward
+(`moe_4bit.quantization_config`, experts quantized while the checkpoint streams in), runs one forward
 on a few tokens, and prints the weight bytes by kind and the process's memory: peak resident (VmHWM),
 and the anonymous part of it (RssAnon: what the model really holds; the rest of VmRSS is file pages of
 the memory-mapped checkpoint, which the kernel can drop). The checkpoint is deleted afterwards unless
@@ -132,7 +132,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from jarvis_bench import sizing
-    from jarvis_bench.backends import moe_quant
+    from jarvis_bench.backends import moe_4bit
 
     work = Path(tempfile.mkdtemp(prefix="qwen3-30b-a3b-", dir=args.workdir))
     try:
@@ -144,12 +144,12 @@ def main() -> None:
         with PeakAnon() as peak:
             model = AutoModelForCausalLM.from_pretrained(
                 work, dtype=torch.bfloat16, device_map={"": "cpu"},
-                quantization_config=moe_quant.quantization_config(double_quant=not args.no_double_quant,
+                quantization_config=moe_4bit.quantization_config(double_quant=not args.no_double_quant,
                                                                   compute_dtype=torch.bfloat16),
-                experts_implementation=moe_quant.IMPLEMENTATION)
+                experts_implementation=moe_4bit.IMPLEMENTATION)
         load_s = time.perf_counter() - t1
         after = _status()
-        sizes = moe_quant.weight_bytes(model)
+        sizes = moe_4bit.weight_bytes(model)
         t2 = time.perf_counter()
         with torch.inference_mode():
             logits = model(torch.tensor([[151644, 872, 198, 9707, 11, 1879, 0]])).logits

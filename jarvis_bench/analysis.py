@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from . import stats
@@ -22,6 +20,11 @@ def _value(m: dict[str, Any] | None, key: str) -> float | None:
     if v is None:
         return None
     return float(v)
+
+
+def relevance_of(answer: dict[str, Any] | None) -> float | None:
+    """An answer's relevance (None for a missing or failed answer)."""
+    return _value((answer or {}).get("metrics"), "relevance")
 
 
 def _means(rows: list[dict[str, Any]], variant: str) -> dict[str, Any]:
@@ -137,22 +140,6 @@ def analyze(data: dict[str, Any], cfg: Config) -> dict[str, Any]:
     }
     data["by_category"] = {c: {v: per_variant[v]["by_category"][c] for v in variants} for c in categories}
     return data
-
-
-def flips_csv(data: dict[str, Any], tolerance: float) -> str:
-    """Per-prompt flip table: improved / regressed / unchanged, with both answers."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["adapter", "id", "category", "prompt", "status", "relevance_base", "relevance_finetuned",
-                "answer_base", "answer_finetuned"])
-    for a in data["metadata"]["variants"][1:]:
-        for r in data["results"]:
-            b, t = r["variants"].get("base"), r["variants"].get(a)
-            rb, rt = _value((b or {}).get("metrics"), "relevance"), _value((t or {}).get("metrics"), "relevance")
-            status = flip_status(rb, rt, tolerance)
-            w.writerow([a, r["id"], r["category"], r["prompt"], status, rb, rt, (b or {}).get("response", ""),
-                        (t or {}).get("response", "")])
-    return buf.getvalue()
 
 
 def evaluate(data: dict[str, Any], cfg: Config, *, embed_cache: bool = True) -> dict[str, Any]:

@@ -8,7 +8,7 @@ quantization: bitsandbytes NF4 stores 4 bits + one absmax per 64 weights (8-bit 
 level with double quantization). bitsandbytes only converts `nn.Linear` layers (`ParamCount.linear`,
 checked in the tests against transformers' own `replace_with_bnb_linear`); transformers 5 stores MoE
 experts as fused 3-D parameters (`ParamCount.experts`), which bitsandbytes skips (bitsandbytes#1849)
-and jarvis-bench's 4-bit path quantizes too (`backends/moe_quant.py`). Embeddings, the LM head, norms
+and jarvis-bench's 4-bit path quantizes too (`backends/moe_4bit.py`). Embeddings, the LM head, norms
 and routers stay in the compute dtype.
 """
 

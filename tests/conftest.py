@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from jarvis_bench.backends.base import Backend, Generation
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONFIG = ROOT / "benchmark_config.json"
@@ -215,3 +217,62 @@ def tiny_qwen3(tmp_path_factory, demo_base):
     return path
 
 
+
+
+# ----------------------------------------------------------------------------- a backend without a model
+
+
+class FakeBackend(Backend):
+    """A backend that answers instantly and deterministically ("<variant> answers <prompt>"), so the
+    runner's loop (order, cache, resume, errors, interruptions) is tested without loading a model.
+
+    `fail`: prompt ids answered with an error; `interrupt_after`: raise KeyboardInterrupt (a Ctrl+C)
+    after that many answers; `over`: prompt ids too long for the "model"'s 1000-token context."""
+
+    name = "fake"
+    loads_model = False
+
+    def __init__(self, *, fail=(), interrupt_after=None, over=()):
+        self.fail, self.interrupt_after, self.over = set(fail), interrupt_after, set(over)
+        self.calls: list[tuple[str, list[str]]] = []  # (variant, prompt ids) per generate() call
+        self.answered = 0
+        self.rechecked: list[str] = []
+
+    def prepare(self, variants):
+        pass
+
+    def identity(self):
+        return {"model": "fake"}
+
+    def render(self, request):
+        return "\n".join(m["content"] for m in request.messages)
+
+    def generate(self, variant, requests):
+        self.calls.append((variant.name, [r.prompt_id for r in requests]))
+        for r in requests:
+            if self.interrupt_after is not None and self.answered >= self.interrupt_after:
+                raise KeyboardInterrupt
+            self.answered += 1
+            if r.prompt_id in self.fail:
+                yield Generation(r.prompt_id, variant.name, error="HTTP 500 from the fake server")
+            else:
+                yield Generation(r.prompt_id, variant.name, response=f"{variant.name} answers {r.prompt_id}",
+                                 tokens=4, latency_s=0.01)
+
+    def info(self):
+        return {"device": "none"}
+
+    def too_long(self, requests, max_new_tokens):
+        from jarvis_bench.backends.base import overflow
+
+        tokens = {r.prompt_id: (2000 if r.prompt_id in self.over else 10) for r in requests}
+        return overflow(tokens, 1000, max_new_tokens, "fake")
+
+    def recheck(self, variant, request, first):
+        self.rechecked.append(variant.name)
+        return True
+
+
+@pytest.fixture
+def fake_backend():
+    return FakeBackend

@@ -34,6 +34,6 @@ def test_all_checkpoints_ranks_the_demo_adapters_from_one_load(demo_run, tmp_pat
     report = (tmp_path / "benchmark_report.txt").read_text(encoding="utf-8")
     assert "Classement des adaptateurs : jarvis-demo > jarvis-demo-early (meilleur : jarvis-demo)" in report
     assert report.count("jarvis-demo-early") >= 4 and (tmp_path / "benchmark_charts.png").stat().st_size > 50_000
-    from jarvis_bench.charts import _summary_text
+    from jarvis_bench.reports.charts import _summary_text
 
     assert _summary_text(data, "en").startswith("Ranking: jarvis-demo > jarvis-demo-early")

@@ -339,17 +339,21 @@ def test_deploy_gates_on_the_demo(demo_run, tmp_path, capsys):
 
 
 def test_summary_prints_the_gpu_decode_bound_next_to_the_measure(capsys, tmp_path):
-    from jarvis_bench.commands.benchmark import _summary
+    from jarvis_bench.reports.console import summary as _summary
 
     per = {"answers": 30, "from_cache": 0, "errors": 0, "truncated": 1, "generation_s": 2.0, "tokens_per_s": 900.0}
     meta = {"base_model": "m", "device": "cuda", "timings": {"total_s": 5.0, "per_variant": {"base": per}},
             "decode_bound_steps_per_s": 62.5, "gpu_bandwidth_gbs": 1008.0, "weights_read_per_step_gib": 15.0,
             "decode_steps_per_s": 31.2}
-    _summary({"metadata": meta}, tmp_path / "r.json")
+    _summary({"metadata": meta}, tmp_path / "r.json", "en")
     out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert "≤ 62 steps/s" in out and "1008 GB/s" in out and "15.00 GiB" in out and "measured 31.2 steps/s" in out
+    assert "answers" in out and "Results:" in out
+    _summary({"metadata": meta}, tmp_path / "r.json")  # French by default, like the reports
+    out = " ".join(capsys.readouterr().out.split())
+    assert "≤ 62 pas/s" in out and "mesuré 31.2 pas/s" in out and "réponses" in out and "Résultats :" in out
     meta.pop("decode_bound_steps_per_s")
-    _summary({"metadata": meta}, tmp_path / "r.json")
+    _summary({"metadata": meta}, tmp_path / "r.json", "en")
     assert "decode bound" not in capsys.readouterr().out
 
 

@@ -116,7 +116,7 @@ def test_one_llama_server_with_per_request_lora(servers, tmp_path, config_data, 
     assert len(srv.bodies) == 3 * 2 + 2  # one recheck per variant
     assert "not_reproducible" not in data["metadata"]
     assert data["metadata"]["servers"] == {srv.url: "llama.cpp, demo.gguf"}  # the server's /props model_path
-    from jarvis_bench import report
+    from jarvis_bench.reports import txt as report
 
     assert f"Serveur: {srv.url} (llama.cpp, demo.gguf) · backend openai" in report.render(data)
     err = capsys.readouterr().err
@@ -225,7 +225,8 @@ def test_a_run_warns_when_the_server_is_not_reproducible(servers, tmp_path, conf
     assert len(warned) == 1 and "--parallel 1" in warned[0] and "prompt_cache false" in warned[0]
     data, _ = _answers(out)
     assert data["metadata"]["not_reproducible"] == ["base", "jarvis"]
-    from jarvis_bench import html_report, report
+    from jarvis_bench.reports import html as html_report
+    from jarvis_bench.reports import txt as report
 
     text = report.render(data)
     assert "le serveur a donné une autre réponse à la même requête (température 0) pour base, jarvis" in text

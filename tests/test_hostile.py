@@ -261,7 +261,8 @@ def _with_errors(demo_run, failed_ids):
 
 
 def test_failed_answers_give_no_verdict_and_fail_the_gate(demo_run, demo_cfg):
-    from jarvis_bench import analysis, report
+    from jarvis_bench import analysis
+    from jarvis_bench.reports import txt as report
     from jarvis_bench.verdict import gate
 
     whole = demo_run["data"]["statistics"]["comparisons"]["jarvis-demo"]["verdict"]
@@ -283,7 +284,9 @@ def test_failed_answers_give_no_verdict_and_fail_the_gate(demo_run, demo_cfg):
 
 def test_one_surviving_pair_is_no_verdict_either(demo_run, demo_cfg, tmp_path):
     """The slow-server case: nearly every answer failed; what is left cannot make a verdict."""
-    from jarvis_bench import analysis, charts, report
+    from jarvis_bench import analysis
+    from jarvis_bench.reports import charts
+    from jarvis_bench.reports import txt as report
 
     ids = [r["id"] for r in demo_run["data"]["results"]]
     for keep in (ids[:1], []):
@@ -356,8 +359,8 @@ def test_a_prompt_longer_than_the_context_is_refused_before_generating(demo_base
 
 
 def test_skip_too_long_runs_the_others_and_says_so(demo_base, tmp_path, config_data):
-    from jarvis_bench import report
     from jarvis_bench.commands import benchmark
+    from jarvis_bench.reports import txt as report
 
     cfg = _long_prompt_config(tmp_path, config_data)
     out = tmp_path / "r"

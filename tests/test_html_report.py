@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from jarvis_bench import html_report
+from jarvis_bench.reports import html as html_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -46,7 +46,7 @@ def test_report_sections_and_numbers(demo_run, tmp_path, lang):
 def test_charts_have_four_panels(demo_run, tmp_path, monkeypatch):
     import matplotlib.figure
 
-    from jarvis_bench import charts
+    from jarvis_bench.reports import charts
 
     seen = {}
     real = matplotlib.figure.Figure.savefig
@@ -117,7 +117,7 @@ def test_results_of_an_older_scorer_are_flagged_and_rescored(demo_run, tmp_path,
            "correction 0.50 (CER 0.20)"),
 ])
 def test_why_line_names_the_call_judged_and_each_part(lang, expected):
-    from jarvis_bench.report import why
+    from jarvis_bench.reports.txt import why
 
     m = {"tool_correct": False, "first_call": "timer_tool (malformed)", "args_score": 0.0, "extra_args": ["label"],
          "keyword_total": 2, "keyword_hits": 1, "keywords_found": ["minuteur"], "correction_score": 0.5, "cer": 0.2}
@@ -131,7 +131,7 @@ def test_why_line_names_the_call_judged_and_each_part(lang, expected):
 def test_why_line_shows_each_argument_judged(demo_cfg):
     """The value given for each expected argument, ✓ when acceptable (lists of accepted values included)."""
     from jarvis_bench.metrics import score_answer
-    from jarvis_bench.report import why
+    from jarvis_bench.reports.txt import why
 
     spec = next(p for p in demo_cfg.prompts if p.expected_args and len(p.expected_args) == 1)
     name, want = next(iter(spec.expected_args.items()))

@@ -100,7 +100,7 @@ def test_estimates_order_and_the_moe_trap():
     assert q4.weights_gib < q8.weights_gib < bf16.weights_gib
     assert bf16.weights_gib == pytest.approx(8e9 * 2 / sizing.GIB)
     assert q4.weights_gib == pytest.approx(8e9 * 0.516 / sizing.GIB, rel=0.01)
-    # Qwen3-30B-A3B in 4-bit, experts included (moe_quant): 15.55 GiB of weights, fits a 24 GB card with
+    # Qwen3-30B-A3B in 4-bit, experts included (moe_4bit): 15.55 GiB of weights, fits a 24 GB card with
     # 30 prompts at once; only embeddings, LM head, norms and routers stay bf16.
     p = sizing.count_params(QWEN3_30B_A3B)
     moe = sizing.estimate(p, quantization="4bit", dtype="bfloat16", config=QWEN3_30B_A3B, batch=30)

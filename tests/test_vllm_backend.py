@@ -13,7 +13,7 @@ from jarvis_bench.backends import vllm_engine as ve
 from jarvis_bench.errors import AdapterError, BackendUnavailable, ConfigError
 
 from .conftest import CONFIG, write_config
-from .test_moe_quant import E, _write_t4_adapter, moe_adapters, tiny_moe  # noqa: F401 - fixtures
+from .test_moe import E, _write_t4_adapter, moe_adapters, tiny_moe  # noqa: F401 - fixtures
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 HAS_BNB_PLUGIN = importlib.util.find_spec("vllm_bnb_plugin") is not None
@@ -316,7 +316,7 @@ def test_vllm_moe_expert_loras(tmp_path, tiny_moe):
     same adapters on the same GPU in bf16."""
     from jarvis_bench.backends import Request
 
-    from .test_moe_quant import _write_peft_adapter
+    from .test_moe import _write_peft_adapter
 
     paths = [_write_t4_adapter(tmp_path / "t4x" / "final", tiny_moe, 7, attention=False, scale=1.0),
              _write_peft_adapter(tmp_path / "t5x" / "final", tiny_moe, 8, scale=3.0, target_modules=[],

@@ -132,7 +132,7 @@ class Backend:
     @classmethod
     def where_it_ran(cls, meta: dict[str, Any], t: dict[str, str]) -> tuple[str, str]:
         """The report header's (label, value) saying where the answers were computed, from the results'
-        metadata; `t` is the report's message table (messages.T[lang])."""
+        metadata; `t` is the text report's words (`reports.messages.T[lang]`)."""
         hardware = " ".join(str(x) for x in (meta.get("device"), meta.get("gpu")) if x)
         quant = t["no_quant"] if meta.get("quantization") in (None, "none") else meta["quantization"]
         return t["device"], f"{hardware} · {meta.get('dtype')} · {t['quant']} {quant}"

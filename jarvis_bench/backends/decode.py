@@ -22,6 +22,23 @@ plain left-padded batch with every row kept to the end, as `generate` would.
 
 Decoding is argmax over float32 logits, exactly what `generate(do_sample=False, num_beams=1)` does with
 neutral processors; tests compare the tokens with `generate` one prompt at a time.
+
+Private library symbols this module relies on — `tests/test_library_symbols.py` resolves every line
+below, so an upgrade that moves one fails there in a second (`pyproject.toml` caps the versions the tests
+ran on):
+
+    transformers.cache_utils.DynamicLayer.lazy_initialization
+    transformers.cache_utils.DynamicLayer.update
+    transformers.cache_utils.DynamicLayer.batch_repeat_interleave
+    transformers.cache_utils.DynamicLayer.batch_select_indices
+    transformers.cache_utils.DynamicLayer: is_initialized, keys, values, dtype, device
+    transformers.cache_utils.Cache.__init__: self.layers
+    transformers.DynamicCache(config)
+    transformers.integrations.sdpa_attention.sdpa_attention_forward(module, query, key, value, attention_mask)
+    transformers.masking_utils.ALL_MASK_ATTENTION_FUNCTIONS.register
+    transformers.masking_utils.sdpa_mask
+    transformers.AttentionInterface.register
+    transformers.modeling_utils.PreTrainedModel.set_attn_implementation
 """
 
 from __future__ import annotations
@@ -86,7 +103,7 @@ def _preallocated_layer() -> type:
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
             end = self.length + key_states.shape[-2]
-            if end > self._k.shape[-2]:  # never for greedy() (sized from the prompts), kept for safety
+            if end > self._k.shape[-2]:  # never in stream() (sized for the longest prompt + max_new_tokens)
                 grow = end - self._k.shape[-2]
                 self._k = torch.cat([self._k, self._k.new_empty((*self._k.shape[:2], grow, self._k.shape[-1]))], -2)
                 self._v = torch.cat([self._v, self._v.new_empty((*self._v.shape[:2], grow, self._v.shape[-1]))], -2)

@@ -3,13 +3,15 @@
 - adapters: `PeftModel.from_pretrained` for the first, `load_adapter` for the others, each under its
   variant name; `set_adapter(name)` selects one, base answers come from `disable_adapter()`.
 - batches: each prompt rendered and tokenized once, prompts sorted by token length, the same batches for
-  every variant; decoding by `decode.greedy` (shared prompt prefix run once, finished rows leave the
-  batch, KV cache written in place), token for token what `generate` gives one prompt at a time.
+  every variant; decoding by `decode.stream` (shared prompt prefix run once, finished rows leave the
+  batch and are yielded at once, KV cache written in place), token for token what `generate` gives one
+  prompt at a time.
 - CUDA: bf16, device_map, optional 4-bit NF4 (+ double quant) or 8-bit through bitsandbytes (imported
   only then); the batch halves and retries on out-of-memory. CPU: float32, SDPA without the K/V copy of
   grouped-query attention (`decode.use_gqa_sdpa`); 4-bit works there too (for tests and small models).
-- MoE models (Qwen3-30B-A3B): in 4-bit the fused experts are quantized while loading and run by our
-  experts forward, and an adapter's expert LoRA is applied there (`moe_quant`); the rest is as above.
+- MoE models (Qwen3-30B-A3B): everything MoE goes through one object, `moe.MoE` (load arguments, after
+  the load, attaching an adapter, selecting one); in 4-bit the fused experts are quantized while loading
+  and run by our experts forward, and an adapter's expert LoRA is applied there.
 - Qwen3: `enable_thinking` reaches the chat template; any <think>…</think> left is stripped and counted.
 """
 
@@ -30,11 +32,12 @@ from ..chat import render as render_chat
 from ..chat import token_ids as chat_token_ids
 from ..chat import tools as tool_schemas
 from ..config import Config
-from ..errors import AdapterError, BackendUnavailable, ConfigError, ModelLoadError
+from ..errors import AdapterError, BackendUnavailable, ModelLoadError
 from ..fsutil import sha256_json
 from ..text import strip_thinking
 from . import decode
 from .base import Backend, Generation, Request
+from .moe import MoE
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +135,6 @@ class TransformersBackend(Backend):
         self._token_ids: dict[str, list[int]] = {}
         self._rendered: dict[tuple[str, ...], str] = {}
         self._peft_adapters: set[str] = set()  # adapters peft holds (an experts-only LoRA has no peft part)
-        self._own_lora = False  # some adapter carries LoRA that moe_quant applies (MoE experts, dense MLPs)
 
     # ------------------------------------------------------------------ setup
 
@@ -228,10 +230,10 @@ class TransformersBackend(Backend):
         return self._rendered[key]
 
     @functools.cached_property
-    def is_moe(self) -> bool:
-        from ..sizing import num_experts
-
-        return num_experts(self.model_config.to_dict()) > 0
+    def moe(self) -> MoE | None:
+        """The door to everything MoE (None for a dense model): see `moe.py`."""
+        return MoE.of(self.model_config.to_dict(), quantization=self.quantization, dtype_name=self.dtype_name,
+                      double_quant=self.cfg.model.double_quant)
 
     def _load_kwargs(self) -> dict[str, Any]:
         import torch
@@ -254,25 +256,14 @@ class TransformersBackend(Backend):
                 ) from None
             if self.device == "cpu":
                 kw["device_map"] = {"": "cpu"}
-            compute = getattr(torch, self.dtype_name)
-            if self.quantization == "4bit" and self.is_moe:
-                from . import moe_quant
-
-                kw["quantization_config"] = moe_quant.quantization_config(
-                    double_quant=self.cfg.model.double_quant, compute_dtype=compute)
-                kw["experts_implementation"] = moe_quant.IMPLEMENTATION  # the forward that reads 4-bit experts
+            if self.moe is not None:
+                kw.update(self.moe.load_kwargs())
             elif self.quantization == "4bit":
                 kw["quantization_config"] = BitsAndBytesConfig(
                     load_in_4bit=True,
                     bnb_4bit_quant_type="nf4",
                     bnb_4bit_use_double_quant=self.cfg.model.double_quant,
-                    bnb_4bit_compute_dtype=compute,
-                )
-            elif self.is_moe:
-                raise ConfigError(
-                    'model.quantization "8bit" on a MoE model: bitsandbytes\' int8 only converts nn.Linear layers, '
-                    "so the fused experts (nearly all of the weights) would stay in "
-                    f'{self.dtype_name}; set model.quantization to "4bit", which quantizes the experts too'
+                    bnb_4bit_compute_dtype=getattr(torch, self.dtype_name),
                 )
             else:
                 kw["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
@@ -319,17 +310,12 @@ class TransformersBackend(Backend):
         if self.device == "cuda":
             gpu.reset_peaks()
         kwargs = self._load_kwargs()
-        load_errors: list[str] = []  # what our MoE quantize op hit (transformers reports it generically)
-        if self.is_moe:
-            from .moe_quant import LOAD_ERRORS as load_errors
-
-            load_errors.clear()
         try:
             model = AutoModelForCausalLM.from_pretrained(self.base_path, **kwargs)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load the base model {self.cfg.model.base!r}: {str(exc).splitlines()[0]}") from None
         except Exception as exc:
-            if _is_oom(exc) or any("out of memory" in e for e in load_errors):
+            if _is_oom(exc) or (self.moe is not None and self.moe.load_failed_for_memory()):
                 raise ModelLoadError(
                     f"out of GPU memory while loading {self.cfg.model.base}; use model.quantization \"4bit\", "
                     "close other GPU programs, or a smaller model"
@@ -341,18 +327,14 @@ class TransformersBackend(Backend):
             if decode.use_gqa_sdpa(model):
                 self._info["attention"] = decode.GQA_SDPA
         self._info["base_load_s"] = round(time.perf_counter() - t0, 3)
-        if self.is_moe:
-            from . import moe_quant
-
-            sizes = moe_quant.weight_bytes(model)
-            self._info["weight_bytes"] = sizes
-            self._info["experts"] = "4bit" if sizes["experts_4bit"] else self.dtype_name
-            log.info("Weights in memory: %s", ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in sizes.items()))
+        if self.moe is not None:
+            self.moe.loaded(model, self._info)
         adapters = [v for v in self.variants if not v.is_base]
         t1 = time.perf_counter()
         for v in adapters:
             try:
-                model = self._attach_moe_adapter(model, v) if self.is_moe else self._attach_peft(model, v.name, v.path)
+                model = (self.moe.attach(model, v, self._attach_peft) if self.moe is not None
+                         else self._attach_peft(model, v.name, v.path))
             except AdapterError:
                 raise
             except Exception as exc:  # peft/safetensors/torch raise many types for a bad adapter file
@@ -375,31 +357,6 @@ class TransformersBackend(Backend):
         else:
             model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
         self._peft_adapters.add(name)
-        return model
-
-    def _attach_moe_adapter(self, model: Any, v: Variant) -> Any:
-        """A LoRA on a MoE model: its expert part goes to our experts (any layout, dropout ignored), its dense
-        MLP projections to our hooks (peft would move them onto the experts), the rest (attention, router)
-        through peft. A weight with no layer to go to is an error."""
-        import tempfile
-
-        from . import moe_quant
-
-        assert v.path is not None
-        cfg, state = moe_quant.read_adapter(v.path)
-        experts, dense, rest = moe_quant.split_state_dict(state)
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        if experts:
-            moe_quant.attach(base, v.name, moe_quant.expert_lora(cfg, experts, base, str(v.path)))
-            moe_quant.use_experts_forward(base)  # unquantized experts too: only our forward applies expert LoRA
-            self._own_lora = True
-        if dense:
-            moe_quant.attach_dense(base, v.name, moe_quant.dense_lora(cfg, dense, base, str(v.path)))
-            self._own_lora = True
-        if rest:
-            with tempfile.TemporaryDirectory(prefix="jarvis-adapter-") as tmp:
-                folder = moe_quant.without_experts(cfg, rest, Path(tmp) / v.name)
-                model = self._attach_peft(model, v.name, folder)
         return model
 
     def _eos_ids(self) -> set[int]:
@@ -449,10 +406,8 @@ class TransformersBackend(Backend):
         LoRA in our experts; the base through peft's disable_adapter and no expert LoRA."""
         from peft import PeftModel
 
-        if self._own_lora:
-            from . import moe_quant
-
-            moe_quant.select(self.model, None if variant.is_base else variant.name)
+        if self.moe is not None:
+            self.moe.select(self.model, variant)
         if variant.is_base or variant.name not in self._peft_adapters:
             if isinstance(self.model, PeftModel):
                 with self.model.disable_adapter():

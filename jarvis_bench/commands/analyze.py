@@ -53,7 +53,9 @@ def load_results(path: Path) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import analysis, charts, config, fsutil, html_report, report, results
+    from .. import analysis, config, fsutil, results
+    from ..reports import charts, html, txt
+    from ..reports.flips import flips_csv
 
     inp = (args.results or args.input).expanduser().resolve()
     if inp.is_dir():
@@ -72,13 +74,13 @@ def run(args: argparse.Namespace) -> int:
         cfg = config.load(cfg_path)
         analysis.evaluate(data, cfg)
         results.write(inp.parent, data)
-        fsutil.atomic_write_text(inp.parent / "flips.csv", analysis.flips_csv(data, cfg.scoring.regression_tolerance))
-    text = report.render(data, args.lang)
-    fsutil.atomic_write_text(out_dir / REPORT_FILE, text)
-    fsutil.atomic_write_text(out_dir / HTML_FILE, html_report.render(data, args.lang))
+        fsutil.atomic_write_text(inp.parent / "flips.csv", flips_csv(data, cfg.scoring.regression_tolerance))
+    report = txt.render(data, args.lang)
+    fsutil.atomic_write_text(out_dir / REPORT_FILE, report)
+    fsutil.atomic_write_text(out_dir / HTML_FILE, html.render(data, args.lang))
     charts.write(data, out_dir / CHARTS_FILE, args.lang)
     if not args.quiet:
-        print(text)
+        print(report)
         print(f"Report: {out_dir / REPORT_FILE}\nHTML:   {out_dir / HTML_FILE}\nCharts: {out_dir / CHARTS_FILE}")
     return EXIT_OK
 

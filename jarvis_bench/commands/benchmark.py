@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 4 when the best adapter's verdict is below VERDICT (MODERATE or GOOD): a CI deploy gate")
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 4 when the best adapter answers any prompt worse than the base")
+    p.add_argument("--lang", choices=["fr", "en"], default="fr", help="language of the summary printed at the end "
+                   "(default: fr; analyze_results.py --lang for the reports)")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only; no progress bar")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -116,76 +118,11 @@ def select_prompts(cfg: Any, categories: list[str] | None, limit: int | None) ->
     return prompts
 
 
-def _summary(data: dict[str, Any], path: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    meta = data["metadata"]
-    table = Table(title=f"jarvis-bench · {meta['base_model']} · {meta.get('device')}", title_justify="left")
-    for col in ("variant", "answers", "cache", "errors", "truncated", "generation (s)", "tokens/s"):
-        table.add_column(col, justify="right" if col != "variant" else "left")
-    for name, t in meta["timings"]["per_variant"].items():
-        table.add_row(
-            name, str(t["answers"]), str(t["from_cache"]), str(t["errors"]), str(t["truncated"]),
-            f"{t['generation_s']:.1f}" if t["generation_s"] is not None else "-",
-            f"{t['tokens_per_s']:.1f}" if t["tokens_per_s"] else "-",
-        )
-    console = Console(width=None if sys.stdout.isatty() else 120)
-    console.print(table)
-    if meta.get("decode_bound_steps_per_s"):
-        console.print(
-            f"GPU decode bound: ≤ {meta['decode_bound_steps_per_s']:.0f} steps/s = {meta['gpu_bandwidth_gbs']:.0f} GB/s "
-            f"÷ {meta['weights_read_per_step_gib']:.2f} GiB of weights read per step (tokens/s ≤ rows × steps/s); "
-            f"measured {meta.get('decode_steps_per_s') or 0:.1f} steps/s"
-        )
-    console.print(f"Results: {path}  (total {meta['timings']['total_s']:.1f}s)")
-
-
-def console_report(data: dict[str, Any]) -> None:
-    """Per category, base vs each adapter: relevance, delta, CI; then the verdict line."""
-    from rich.console import Console
-    from rich.table import Table
-
-    st = data["statistics"]
-    console = Console(width=None if sys.stdout.isatty() else 120)
-    for name, cmp in st["comparisons"].items():
-        if "verdict" not in cmp:
-            continue
-        v = cmp["verdict"]
-        if v["relevance_gain"] is None:  # no prompt that every variant answered
-            console.print(f"VERDICT {name}: [bold]INCOMPLETE[/bold] · {v['missing_answers']} réponses manquantes ou en "
-                          "erreur · relancer la même commande pour terminer")
-            continue
-        table = Table(title=f"Pertinence JARVIS · base vs {name}", title_justify="left")
-        for col in ("catégorie", "n", "base", name, "delta", "IC 95 %", "p", "outil base→ft"):
-            table.add_column(col, justify="left" if col == "catégorie" else "right")
-        rows = [*cmp["by_category"].items(), ("GLOBAL", cmp["overall"])]
-        for cat, c in rows:
-            r = c["relevance"]
-            tool = c.get("tool_correct")
-            table.add_row(
-                cat, str(r["n"]), f"{r['mean_base']:.3f}", f"{r['mean_finetuned']:.3f}", f"{r['delta']:+.3f}",
-                f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]", f"{r['p_value']:.3g}",
-                f"{tool['mean_base']:.0%}→{tool['mean_finetuned']:.0%}" if tool else "-",
-            )
-        console.print(table)
-        unit = "%" if v["relevance_gain_unit"] == "percent" else " pts"
-        sig = "significatif" if v["significant"] else "NON significatif"
-        measured = (f"pertinence {v['relevance_gain']:+.1f}{unit} · mots-clés {v['keyword_gain']:+.2f}/réponse · "
-                    f"régressions {v['regressions']} · {sig} (p={v['p_value']:.3g})")
-        if v["level"] == "INCOMPLETE":
-            console.print(f"VERDICT {name}: [bold]INCOMPLETE[/bold] · {v['missing_answers']} réponses manquantes ou en "
-                          f"erreur · relancer la même commande pour terminer · mesuré sur les {v['complete_prompts']} "
-                          f"prompts complets seulement : {measured}")
-        else:
-            console.print(f"VERDICT {name}: [bold]{v['level']}[/bold] · {measured}")
-    if len(st["ranking"]) > 1:
-        console.print("Classement: " + " > ".join(st["ranking"]) + f" · meilleur: {st['best_adapter']}")
-
-
 def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     from .. import adapters, analysis, backends, config, fsutil, pipeline, results
     from ..cache import GenerationCache
+    from ..reports import console
+    from ..reports.flips import flips_csv
 
     t0 = time.perf_counter()
     cfg_path = args.config or config.default_config_path()
@@ -212,11 +149,11 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         data["metadata"]["timings"]["scoring_s"] = round(time.perf_counter() - t_score, 3)
         data["metadata"]["timings"]["total_s"] = round(time.perf_counter() - t0, 3)
         path = results.write(out_dir, data)
-        fsutil.atomic_write_text(out_dir / FLIPS_FILE, analysis.flips_csv(data, cfg.scoring.regression_tolerance))
+        fsutil.atomic_write_text(out_dir / FLIPS_FILE, flips_csv(data, cfg.scoring.regression_tolerance))
     if not args.quiet:
-        _summary(data, path)
+        console.summary(data, path, args.lang)
         if "statistics" in data:
-            console_report(data)
+            console.verdicts(data, args.lang)
     if outcome.interrupted:
         print(f"interrupted: {len(outcome.generations)} finished answers kept ({path}); "
               "rerun the same command to generate only the missing ones.", file=sys.stderr)

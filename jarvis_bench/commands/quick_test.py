@@ -56,7 +56,7 @@ def pick(prompts: list[Any], per_category: int) -> list[Any]:
 def _mark(m: dict[str, Any] | None) -> str:
     if not m:
         return "erreur"
-    from ..report import why
+    from ..reports.txt import why
 
     parts = [why(m), f"pertinence {m['relevance']:.2f}"]
     if m.get("cosine_to_base") is not None:

@@ -1,84 +1,17 @@
-"""benchmark_report.txt (French by default, English on request): every number comes from the JSON."""
+"""benchmark_report.txt (French by default, English on request): every number comes from the JSON, every
+word from `messages.T`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-T = {
-    "fr": {
-        "title": "RAPPORT DE BENCHMARK JARVIS — base vs fine-tuning LoRA",
-        "date": "Date", "base": "Modèle de base", "adapters": "Adaptateurs", "device": "Matériel", "server": "Serveur", "quant": "quantification", "no_quant": "aucune",
-        "prompts": "Prompts", "config": "Config (sha256)", "scorer": "notation", "incomplete": "ATTENTION : run incomplet, {n} réponses manquantes",
-        "skipped": "Prompts écartés (--skip-too-long, plus longs que le contexte de {c} tokens) : {n} — {ids}",
-        "not_reproducible": ("Attention : le serveur a donné une autre réponse à la même requête (température 0) pour "
-                             "{v} ; deux exécutions peuvent ne pas s'accorder (voir check_setup.py)"),
-        "global": "1. STATISTIQUES GLOBALES", "variant": "variante", "relevance": "pertinence",
-        "kw": "mots-clés (moy.)", "kw_ratio": "mots-clés %", "tool": "outil correct", "cos_base": "cos. vs base",
-        "cos_ref": "cos. vs réf.", "tokens": "tokens (moy.)", "truncated": "tronquées", "errors": "erreurs",
-        "by_cat": "2. COMPARAISON PAR CATÉGORIE", "category": "catégorie", "delta": "delta", "ci": "IC {c:.0%}",
-        "top_up": "3. TOP 5 AMÉLIORATIONS", "top_down": "4. TOP 5 FAIBLESSES (pertinence la plus basse)",
-        "regressions": "5. RÉGRESSIONS (pertinence sous la base de plus de {tol})", "none": "aucune",
-        "signif": "6. SIGNIFICATIVITÉ", "verdict": "7. VERDICT", "recs": "8. RECOMMANDATIONS",
-        "sig_line": "{name} : delta de pertinence {d:+.4f}, IC {c:.0%} [{lo:+.4f}, {hi:+.4f}], {test} p = {p:.4g} → {s}",
-        "sig_yes": "significatif", "sig_no": "non significatif",
-        "mdd": "  Plus petit écart détectable avec n = {n} (puissance 80 %) : {m}",
-        "mcnemar": "  Outil correct : {g} gagnés, {l} perdus (McNemar exact p = {p:.4g})",
-        "wtl": "  Victoires / égalités / défaites : {w} / {t} / {l}",
-        "levels": {"GOOD": "BON FINE-TUNING ✓ — déployer", "MODERATE": "FINE-TUNING MODÉRÉ ~ — réentraîner avec plus de données",
-                   "INSUFFICIENT": "FINE-TUNING INSUFFISANT ✗ — revoir la stratégie",
-                   "INCOMPLETE": "PAS DE VERDICT — run incomplet"},
-        "incomplete_verdict": "{m} réponse(s) manquante(s) ou en erreur : relancer la même commande pour terminer "
-                              "(les réponses en erreur sont régénérées) ; mesures ci-dessous sur les {c} prompts "
-                              "complets seulement",
-        "gain": "gain de pertinence {g:+.2f}{u} · mots-clés {k:+.4f}/réponse · régressions {r}",
-        "checks": {"relevance_gain": "gain > {g}%", "keyword_gain": "mots-clés > {k}", "no_regression": "régressions ≤ {r}"},
-        "ranking": "Classement des adaptateurs : {r} (meilleur : {b})",
-        "answer": "réponse", "points": " pts", "why": "pourquoi",
-    },
-    "en": {
-        "title": "JARVIS BENCHMARK REPORT — base vs LoRA fine-tune",
-        "date": "Date", "base": "Base model", "adapters": "Adapters", "device": "Hardware", "server": "Server", "quant": "quantization", "no_quant": "none",
-        "prompts": "Prompts", "config": "Config (sha256)", "scorer": "scorer", "incomplete": "WARNING: incomplete run, {n} answers missing",
-        "skipped": "Prompts left out (--skip-too-long, longer than the {c}-token context): {n} — {ids}",
-        "not_reproducible": ("Warning: the server gave another answer to the same request (temperature 0) for {v}; "
-                             "two runs may disagree (see check_setup.py)"),
-        "global": "1. GLOBAL STATISTICS", "variant": "variant", "relevance": "relevance",
-        "kw": "keywords (mean)", "kw_ratio": "keywords %", "tool": "tool correct", "cos_base": "cos. vs base",
-        "cos_ref": "cos. vs ref.", "tokens": "tokens (mean)", "truncated": "truncated", "errors": "errors",
-        "by_cat": "2. PER-CATEGORY COMPARISON", "category": "category", "delta": "delta", "ci": "CI {c:.0%}",
-        "top_up": "3. TOP 5 IMPROVEMENTS", "top_down": "4. TOP 5 WEAKNESSES (lowest relevance)",
-        "regressions": "5. REGRESSIONS (relevance below base by more than {tol})", "none": "none",
-        "signif": "6. SIGNIFICANCE", "verdict": "7. VERDICT", "recs": "8. RECOMMENDATIONS",
-        "sig_line": "{name}: relevance delta {d:+.4f}, {c:.0%} CI [{lo:+.4f}, {hi:+.4f}], {test} p = {p:.4g} → {s}",
-        "sig_yes": "significant", "sig_no": "not significant",
-        "mdd": "  Smallest detectable delta at n = {n} (80% power): {m}",
-        "mcnemar": "  Tool correct: {g} gained, {l} lost (exact McNemar p = {p:.4g})",
-        "wtl": "  Wins / ties / losses: {w} / {t} / {l}",
-        "levels": {"GOOD": "GOOD FINE-TUNE ✓ — deploy", "MODERATE": "MODERATE FINE-TUNE ~ — retrain with more data",
-                   "INSUFFICIENT": "INSUFFICIENT FINE-TUNE ✗ — revisit the strategy",
-                   "INCOMPLETE": "NO VERDICT — incomplete run"},
-        "incomplete_verdict": "{m} answer(s) missing or failed: rerun the same command to finish (failed answers are "
-                              "generated again); the figures below are on the {c} complete prompts alone",
-        "gain": "relevance gain {g:+.2f}{u} · keywords {k:+.4f}/answer · regressions {r}",
-        "checks": {"relevance_gain": "gain > {g}%", "keyword_gain": "keywords > {k}", "no_regression": "regressions ≤ {r}"},
-        "ranking": "Adapter ranking: {r} (best: {b})",
-        "answer": "answer", "points": " pts", "why": "why",
-    },
-}
-
-
-WHY = {
-    "fr": {"no_call": "aucun appel", "call": "appel", "malformed": "mal formé", "args": "arguments", "extra": "en plus",
-           "kw": "mots-clés", "corr": "correction", "unknown": "hors catalogue", "absent": "absent"},
-    "en": {"no_call": "no call", "call": "call", "malformed": "malformed", "args": "arguments", "extra": "extra",
-           "kw": "keywords", "corr": "correction", "unknown": "not in the catalog", "absent": "missing"},
-}
+from .messages import T
 
 
 def why(m: dict[str, Any], lang: str = "fr") -> str:
     """The reasons behind an answer's scores, in one line: the call judged, its arguments, the keywords
     found, the correction ("appel open_app_tool ✓ · arguments 1.00 · mots-clés 2/2 (chrome, ouvre)")."""
-    w = WHY[lang]
+    w = T[lang]["reasons"]
     ok = "✓" if m.get("tool_correct") else "✗"
     first = m.get("first_call")
     if first is None:
@@ -122,9 +55,9 @@ def _short(text: str, n: int = 90) -> str:
 def where_it_ran(meta: dict[str, Any], lang: str = "fr") -> tuple[str, str]:
     """(label, value) of the header line saying where the answers were computed: the backend that
     ran says it (hardware, or the server that answered); an unknown backend name gets the hardware line."""
-    from .backends import backend_class
-    from .backends.base import Backend
-    from .errors import ConfigError
+    from ..backends import backend_class
+    from ..backends.base import Backend
+    from ..errors import ConfigError
 
     try:
         cls = backend_class(str(meta.get("backend")))
@@ -246,7 +179,6 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
         for rec in cmp.get("recommendations", []):
             out.append(f"  • {rec[lang]}")
     if not st["comparisons"]:
-        out.append("  • " + ("Aucun adaptateur : seul le modèle de base a été évalué." if lang == "fr"
-                             else "No adapter: only the base model was evaluated."))
+        out.append("  • " + t["no_adapter"])
     out.append("")
     return "\n".join(out)

@@ -5,53 +5,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_path
-
-LABELS = {
-    "fr": {"rel": "Pertinence JARVIS par catégorie", "kw": "Mots-clés trouvés par catégorie (moyenne)",
-           "dist": "Distribution des scores de pertinence", "sum": "Résumé statistique", "y_rel": "pertinence (0–1)",
-           "y_kw": "mots-clés par réponse", "x_dist": "pertinence", "y_dist": "nombre de réponses",
-           "err": "barres : IC 95 % (base + delta apparié)", "suptitle": "Benchmark JARVIS — {base}"},
-    "en": {"rel": "JARVIS relevance by category", "kw": "Keywords found by category (mean)",
-           "dist": "Relevance score distribution", "sum": "Statistical summary", "y_rel": "relevance (0–1)",
-           "y_kw": "keywords per answer", "x_dist": "relevance", "y_dist": "answers",
-           "err": "bars: 95% CI (base + paired delta)", "suptitle": "JARVIS benchmark — {base}"},
-}
+from ..fsutil import atomic_path
+from .messages import T
 
 
 def _summary_text(data: dict[str, Any], lang: str) -> str:
     st = data["statistics"]
+    L = T[lang]["charts"]
     lines = []
     if len(st.get("ranking") or []) > 1:
-        head, best = ("Classement :", "meilleur :") if lang == "fr" else ("Ranking:", "best:")
-        lines += [f"{head} {' > '.join(st['ranking'])}", f"  ({best} {st['best_adapter']})", ""]
+        lines += [f"{L['ranking']} {' > '.join(st['ranking'])}", f"  ({L['best']} {st['best_adapter']})", ""]
     for v, block in st["variants"].items():
         o = block["overall"]
         if o["relevance"] is None:  # every answer of this variant failed
             lines.append(f"{v}: -")
             continue
-        lines.append(f"{v}: pertinence {o['relevance']:.3f} · mots-clés {o['keyword_hits']:.2f} · outil "
-                     f"{o['tool_correct']:.0%}" if lang == "fr" else
-                     f"{v}: relevance {o['relevance']:.3f} · keywords {o['keyword_hits']:.2f} · tool "
-                     f"{o['tool_correct']:.0%}")
+        lines.append(L["variant"].format(v=v, rel=o["relevance"], kw=o["keyword_hits"], tool=o["tool_correct"]))
     for name, cmp in st["comparisons"].items():
         if "verdict" not in cmp:
             continue
         if "relevance" not in cmp["overall"]:
-            lines += ["", f"{name} vs base", "  VERDICT : INCOMPLETE" if lang == "fr" else "  VERDICT: INCOMPLETE"]
+            lines += ["", f"{name} vs base", L["incomplete"]]
             continue
         r, v = cmp["overall"]["relevance"], cmp["verdict"]
         unit = "%" if v["relevance_gain_unit"] == "percent" else " pts"
-        sig = ("significatif" if r["significant"] else "non significatif") if lang == "fr" else (
-            "significant" if r["significant"] else "not significant")
+        sig = L["sig"] if r["significant"] else L["nosig"]
         lines += ["", f"{name} vs base", f"  Δ {r['delta']:+.3f}  IC95 [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
                   f"  gain {v['relevance_gain']:+.1f}{unit} · p = {r['p_value']:.3g} ({sig})",
-                  f"  V/E/D {r['wins']}/{r['ties']}/{r['losses']} · régressions {v['regressions']}" if lang == "fr"
-                  else f"  W/T/L {r['wins']}/{r['ties']}/{r['losses']} · regressions {v['regressions']}",
-                  f"  VERDICT : {v['level']}" if lang == "fr" else f"  VERDICT: {v['level']}"]
+                  L["wtl"].format(w=r["wins"], t=r["ties"], l=r["losses"], r=v["regressions"]),
+                  L["verdict"].format(level=v["level"])]
     if st.get("avg_cosine_similarity") is not None:
-        lines += ["", f"cosinus base↔ft moyen : {st['avg_cosine_similarity']:.3f}" if lang == "fr"
-                  else f"mean cosine base↔ft: {st['avg_cosine_similarity']:.3f}"]
+        lines += ["", L["cosine"].format(c=st["avg_cosine_similarity"])]
     return "\n".join(lines)
 
 
@@ -62,7 +46,7 @@ def write(data: dict[str, Any], dest: Path, lang: str = "fr") -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    L = LABELS[lang]
+    L = T[lang]["charts"]
     st = data["statistics"]
     variants = data["metadata"]["variants"]
     cats = list(data["by_category"])

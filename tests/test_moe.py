@@ -1,4 +1,4 @@
-"""MoE models in 4-bit (backends/moe_quant.py) on tiny random Qwen3-MoE checkpoints.
+"""MoE models (backends/moe.py, the 4-bit experts in moe_4bit.py, adapters in moe_lora.py) on tiny random Qwen3-MoE checkpoints.
 
 The checkpoints are written as transformers writes them (sharded safetensors, per-expert layout
 `mlp.experts.3.gate_proj.weight`, as Qwen/Qwen3-30B-A3B ships), so loading goes through transformers'
@@ -158,15 +158,15 @@ def _dequantized_reference(model, base: Path, device: str):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from jarvis_bench.backends import moe_quant
+    from jarvis_bench.backends import moe_4bit
 
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     state = {}
     for name, m in inner.named_modules():
         clean = name.replace(".base_layer", "")
-        if moe_quant.is_experts(m):
-            for p in moe_quant.EXPERT_PARAMS:
-                state[f"{clean}.{p}"] = torch.stack([moe_quant.expert_weight(m, p, e) for e in range(m.num_experts)])
+        if moe_4bit.is_experts(m):
+            for p in moe_4bit.EXPERT_PARAMS:
+                state[f"{clean}.{p}"] = torch.stack([moe_4bit.expert_weight(m, p, e) for e in range(m.num_experts)])
         elif isinstance(m, bnb.nn.Linear4bit):
             state[f"{clean}.weight"] = bnbf.dequantize_4bit(m.weight.data, m.weight.quant_state).float()
     ref = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, experts_implementation="eager").to(device)
@@ -216,16 +216,16 @@ def loaded(tiny_moe, moe_adapters, tmp_path_factory):
 def test_experts_are_stored_in_4bit_while_loading(loaded, caplog):
     import torch
 
-    from jarvis_bench.backends import moe_quant
+    from jarvis_bench.backends import moe_4bit
 
     backend, _, _, _ = loaded
     model = backend.model.get_base_model()
-    experts = [m for _, m in moe_quant.experts_modules(model)]
+    experts = [m for _, m in moe_4bit.experts_modules(model)]
     assert len(experts) == 2
     for m in experts:
-        for p in moe_quant.EXPERT_PARAMS:
+        for p in moe_4bit.EXPERT_PARAMS:
             packed = getattr(m, p)
-            rows, cols = moe_quant.expert_weight(m, p, 0).shape
+            rows, cols = moe_4bit.expert_weight(m, p, 0).shape
             assert packed.dtype == torch.uint8 and packed.shape == (E, rows * cols // 2)  # 4 bits per weight
             assert getattr(m, f"{p}_absmax").dtype == torch.uint8  # double quantization
     sizes = backend.info()["weight_bytes"]
@@ -246,24 +246,24 @@ def test_experts_are_quantized_one_stack_at_a_time_while_the_checkpoint_streams(
     import torch
     from transformers.modeling_utils import PreTrainedModel
 
-    from jarvis_bench.backends import moe_quant
+    from jarvis_bench.backends import moe_4bit
 
     state: dict = {"model": None, "calls": []}
-    real_load, real_quantize = PreTrainedModel._load_pretrained_model, moe_quant.quantize_stack
+    real_load, real_quantize = PreTrainedModel._load_pretrained_model, moe_4bit.quantize_stack
 
     def load(model, *a, **kw):  # transformers builds the model on meta, then streams the weights into it
         state["model"] = model
         return real_load(model, *a, **kw)
 
     def quantize(stack, **kw):
-        params = [getattr(m, p) for _, m in moe_quant.experts_modules(state["model"]) for p in moe_quant.EXPERT_PARAMS]
+        params = [getattr(m, p) for _, m in moe_4bit.experts_modules(state["model"]) for p in moe_4bit.EXPERT_PARAMS]
         packed = sum(t.dtype == torch.uint8 for t in params)
         full = sum(t.device.type != "meta" and t.is_floating_point() for t in params)
         state["calls"].append((tuple(stack.shape), packed, full))
         return real_quantize(stack, **kw)
 
     monkeypatch.setattr(PreTrainedModel, "_load_pretrained_model", staticmethod(load))
-    monkeypatch.setattr(moe_quant, "quantize_stack", quantize)
+    monkeypatch.setattr(moe_4bit, "quantize_stack", quantize)
     with caplog.at_level(logging.INFO, logger="jarvis_bench"):
         _backend(tmp_path, tiny_moe, [], "4bit")
     calls = state["calls"]
@@ -278,13 +278,13 @@ def test_quantized_experts_equal_bitsandbytes_on_each_expert(tiny_moe, loaded):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from jarvis_bench.backends import moe_quant
+    from jarvis_bench.backends import moe_4bit
 
     full = AutoModelForCausalLM.from_pretrained(tiny_moe, dtype=torch.float32)
     stack = full.model.layers[1].mlp.experts.gate_up_proj.detach()
     mine = loaded[0].model.get_base_model().model.layers[1].mlp.experts
     for e in (0, E - 1):
-        q, _ = bnbf.quantize_4bit(stack[e].contiguous(), blocksize=moe_quant.BLOCKSIZE, compress_statistics=True,
+        q, _ = bnbf.quantize_4bit(stack[e].contiguous(), blocksize=moe_4bit.BLOCKSIZE, compress_statistics=True,
                                   quant_type="nf4")
         assert torch.equal(q.view(-1), mine.gate_up_proj[e])
 

@@ -1,0 +1,318 @@
+"""Mixture-of-experts weights in 4-bit: the fused experts quantized while loading, stored NF4 expert by
+expert, and the experts forward that reads them.
+
+transformers 5 stores a MoE layer's experts as fused 3-D parameters (`gate_up_proj` [E, 2I, H],
+`down_proj` [E, H, I]); bitsandbytes only quantizes `nn.Linear`, so a "4-bit" Qwen3-30B-A3B keeps 29 of
+its 30.5 B parameters in bf16. This module closes the gap with the libraries' own extension points —
+nothing is patched:
+
+- `MoeBnb4BitQuantizer` (registered with transformers under `QUANT_METHOD`) is the bitsandbytes 4-bit
+  quantizer plus the experts: after transformers has merged a checkpoint's per-expert tensors into the
+  fused stack, each expert is quantized to NF4 (double quant optional) in the loading pass, so the
+  full-precision stack of one layer at most is ever in memory. Each expert is quantized on its own, so
+  one expert can be dequantized without the others.
+- `experts_forward` (registered as the experts implementation `IMPLEMENTATION`) runs the routed experts
+  only, dequantizing each routed expert's slice once per forward — never a whole stack per routed expert —
+  and adds the active adapter's expert LoRA there (what `moe_lora.attach` put in `module._jarvis_lora`,
+  selected by `moe_lora.select` in `module._jarvis_active`). It also runs unquantized experts, bit for bit
+  as transformers' eager loop, which is how expert LoRA works on a full-precision model.
+
+Imported through `moe.MoE` only (torch at module level). Private library symbols this module relies on —
+`tests/test_library_symbols.py` resolves every line below, so an upgrade that moves one fails there in a
+second instead of inside a 30-minute model load (`pyproject.toml` caps the versions the tests ran on):
+
+    transformers.integrations.bitsandbytes.Bnb4bitQuantize.convert
+    transformers.integrations.moe.ALL_EXPERTS_FUNCTIONS.register
+    transformers.integrations.moe.use_experts_implementation: is_concatenated, is_transposed, has_bias, has_gate
+    transformers.integrations.moe._default_apply_gate
+    transformers.quantizers.register_quantization_config
+    transformers.quantizers.register_quantizer
+    transformers.quantizers.quantizer_bnb_4bit.Bnb4BitHfQuantizer._process_model_before_weight_loading
+    transformers.quantizers.quantizer_bnb_4bit.Bnb4BitHfQuantizer.param_needs_quantization
+    transformers.quantizers.quantizer_bnb_4bit.Bnb4BitHfQuantizer.param_element_size
+    transformers.quantizers.quantizer_bnb_4bit.Bnb4BitHfQuantizer.get_quantize_ops
+    transformers.quantizers.quantizer_bnb_4bit.Bnb4BitHfQuantizer.is_serializable
+    transformers.quantizers.quantizers_utils.get_module_from_name
+    transformers.quantizers.quantizers_utils.should_convert_module
+    transformers.core_model_loading: _is_hf_initialized
+    bitsandbytes.functional.quantize_4bit(blocksize, compress_statistics, quant_type)
+    bitsandbytes.functional.dequantize_4bit
+    bitsandbytes.functional.QuantState(absmax, shape, code, blocksize, quant_type, dtype, offset, state2)
+    bitsandbytes.functional.QuantState.__init__: self.absmax, self.code, self.offset, self.state2, self.blocksize
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+QUANT_METHOD = "jarvis_bnb_4bit_moe"
+LOAD_ERRORS: list[str] = []  # what went wrong inside our quantize op during the last load
+IMPLEMENTATION = "jarvis_experts"
+EXPERT_PARAMS = ("gate_up_proj", "down_proj")
+BLOCKSIZE = 64  # bitsandbytes' Linear4bit default
+
+
+# ----------------------------------------------------------------------------- which modules
+
+
+def is_experts(module: nn.Module) -> bool:
+    """A fused-experts module (one decorated with transformers' `use_experts_implementation`)."""
+    return hasattr(module, "is_concatenated") and hasattr(module, "has_gate") and all(
+        isinstance(getattr(module, p, None), torch.Tensor) for p in EXPERT_PARAMS)
+
+
+def check_layout(module: nn.Module, name: str = "") -> None:
+    """Our forward runs the layout of Qwen3-MoE, Qwen2-MoE, Mixtral, OLMoE…: [gate; up] concatenated,
+    weights (E, out, in), no bias, no post-expert norm."""
+    odd = [k for k, bad in (("transposed weights", getattr(module, "is_transposed", False)),
+                            ("expert biases", getattr(module, "has_bias", False)),
+                            ("no gate", not getattr(module, "has_gate", True)),
+                            ("interleaved gate/up", not getattr(module, "is_concatenated", True)),
+                            ("post-expert norm", getattr(module, "has_post_expert_norm", False))) if bad]
+    if odd:
+        raise ModelLoadError(
+            f"the experts of {name or type(module).__name__} have a layout jarvis-bench cannot run in 4-bit "
+            f"({', '.join(odd)}); set model.quantization to \"none\" or use the vllm backend")
+
+
+def experts_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    for name, module in model.named_modules():
+        if is_experts(module):
+            yield name, module
+
+
+# ----------------------------------------------------------------------------- 4-bit storage of one stack
+
+
+@dataclass
+class Quantized:
+    """One expert stack in NF4, expert by expert: what `dequantize(e)` needs, as tensors that follow the
+    module across devices (registered as buffers on it, see `store`)."""
+
+    packed: torch.Tensor  # uint8 (E, bytes)
+    absmax: torch.Tensor  # (E, blocks): uint8 with double quant, else float32
+    code: torch.Tensor  # the NF4 table (16)
+    offset: torch.Tensor | None  # (E,) double quant only
+    absmax2: torch.Tensor | None  # (E, blocks2) double quant only
+    code2: torch.Tensor | None  # (256) double quant only
+    shape: tuple[int, int]
+    dtype: torch.dtype
+    blocksize2: int | None
+
+
+def quantize_stack(stack: torch.Tensor, *, double_quant: bool, dtype: torch.dtype) -> Quantized:
+    """NF4 of each expert of a (E, out, in) stack, on the stack's device (CUDA or CPU)."""
+    import bitsandbytes.functional as bnbf
+
+    packed, absmax, offsets, absmax2 = [], [], [], []
+    qs = None
+    for e in range(stack.shape[0]):
+        q, qs = bnbf.quantize_4bit(stack[e].contiguous(), blocksize=BLOCKSIZE, compress_statistics=double_quant,
+                                   quant_type="nf4")
+        packed.append(q.view(-1))
+        absmax.append(qs.absmax)
+        if double_quant:
+            offsets.append(qs.offset.reshape(()))
+            absmax2.append(qs.state2.absmax)
+    assert qs is not None
+    return Quantized(
+        packed=torch.stack(packed), absmax=torch.stack(absmax), code=qs.code,
+        offset=torch.stack(offsets).float() if double_quant else None,
+        absmax2=torch.stack(absmax2) if double_quant else None,
+        code2=qs.state2.code if double_quant else None,
+        shape=(stack.shape[1], stack.shape[2]), dtype=dtype,
+        blocksize2=qs.state2.blocksize if double_quant else None,
+    )
+
+
+_BUFFERS = ("absmax", "code", "offset", "absmax2", "code2")
+
+
+def store(module: nn.Module, name: str, q: Quantized) -> torch.Tensor:
+    """Keep the quantization state on the module (buffers, so `.to()` and device maps move them);
+    return the packed bytes, which replace the parameter. Persistent buffers: transformers re-creates
+    every non-persistent buffer empty after loading."""
+    for b in _BUFFERS:
+        t = getattr(q, b)
+        if t is not None:
+            t = t.clone()  # the code tables are bitsandbytes' shared cache: never alias them
+            t._is_hf_initialized = True
+            module.register_buffer(f"{name}_{b}", t, persistent=True)
+    meta = dict(getattr(module, "_jarvis_nf4", {}))
+    meta[name] = {"shape": q.shape, "dtype": q.dtype, "blocksize2": q.blocksize2}
+    module._jarvis_nf4 = meta
+    return q.packed
+
+
+def is_quantized(module: nn.Module, name: str) -> bool:
+    return name in getattr(module, "_jarvis_nf4", {})
+
+
+def expert_weight(module: nn.Module, name: str, e: int) -> torch.Tensor:
+    """Expert e's (out, in) weight in the compute dtype: dequantized on the fly if stored in 4-bit."""
+    param = getattr(module, name)
+    if not is_quantized(module, name):
+        return param[e]
+    import bitsandbytes.functional as bnbf
+
+    meta = module._jarvis_nf4[name]
+    state2 = None
+    offset = None
+    if meta["blocksize2"] is not None:
+        state2 = bnbf.QuantState(absmax=getattr(module, f"{name}_absmax2")[e], code=getattr(module, f"{name}_code2"),
+                                 blocksize=meta["blocksize2"], dtype=torch.float32)
+        offset = getattr(module, f"{name}_offset")[e]
+    qs = bnbf.QuantState(absmax=getattr(module, f"{name}_absmax")[e], shape=torch.Size(meta["shape"]),
+                         code=getattr(module, f"{name}_code"), blocksize=BLOCKSIZE, quant_type="nf4",
+                         dtype=meta["dtype"], offset=offset, state2=state2)
+    return bnbf.dequantize_4bit(param[e], qs)
+
+
+# ----------------------------------------------------------------------------- the forward
+
+
+def experts_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
+                    top_k_weights: torch.Tensor) -> torch.Tensor:
+    """transformers' eager experts loop (same operations, same order: bit-identical on full-precision
+    weights), with each routed expert's weights dequantized once and the active adapter's LoRA added."""
+    final = torch.zeros_like(hidden_states)
+    lora = getattr(self, "_jarvis_lora", {}).get(getattr(self, "_jarvis_active", None))
+    with torch.no_grad():
+        mask = nn.functional.one_hot(top_k_index, num_classes=self.num_experts + 1).permute(2, 1, 0)
+        hit = torch.greater(mask.sum(dim=(-1, -2)), 0).nonzero()
+    for e in hit.flatten().tolist():
+        if e == self.num_experts:
+            continue
+        top_k_pos, token_idx = torch.where(mask[e])
+        x = hidden_states[token_idx]
+        gate_up = nn.functional.linear(x, expert_weight(self, "gate_up_proj", e))
+        if lora is not None and "gate_up_proj" in lora:  # in float32, as peft computes LoRA, then cast
+            a, b = lora["gate_up_proj"]
+            gate_up = gate_up + ((x.float() @ a[e].T) @ b[e].T).to(gate_up.dtype)
+        h = self._apply_gate(gate_up)
+        out = nn.functional.linear(h, expert_weight(self, "down_proj", e))
+        if lora is not None and "down_proj" in lora:
+            a, b = lora["down_proj"]
+            out = out + ((h.float() @ a[e].T) @ b[e].T).to(out.dtype)
+        out = out * top_k_weights[token_idx, top_k_pos, None]
+        final.index_add_(0, token_idx, out.to(final.dtype))
+    return final
+
+
+# ----------------------------------------------------------------------------- the quantizer
+
+
+@functools.cache
+def register() -> None:
+    """Make our quantizer and experts forward known to transformers (once, when a MoE model is loaded)."""
+    from transformers import BitsAndBytesConfig
+    from transformers.integrations.bitsandbytes import Bnb4bitQuantize
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+    from transformers.quantizers import register_quantization_config, register_quantizer
+    from transformers.quantizers.quantizer_bnb_4bit import Bnb4BitHfQuantizer
+    from transformers.quantizers.quantizers_utils import get_module_from_name, should_convert_module
+
+    ALL_EXPERTS_FUNCTIONS.register(IMPLEMENTATION, experts_forward)
+
+    @register_quantization_config(QUANT_METHOD)
+    class MoeBnb4BitConfig(BitsAndBytesConfig):
+        """BitsAndBytesConfig (4-bit) whose quantizer also quantizes fused MoE experts."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.pop("quant_method", None)
+            super().__init__(*args, **kwargs)
+            self.quant_method = QUANT_METHOD
+
+        def to_dict(self) -> dict[str, Any]:
+            return {**super().to_dict(), "quant_method": QUANT_METHOD}
+
+    class QuantizeExperts(Bnb4bitQuantize):
+        def convert(self, input_dict: dict[str, Any], full_layer_name: str | None = None,
+                    model: nn.Module | None = None, **kwargs: Any) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            rest: dict[str, Any] = {}
+            for name, value in input_dict.items():
+                value = value[0] if isinstance(value, list) else value
+                module, pname = get_module_from_name(model, name)
+                if is_experts(module) and pname in EXPERT_PARAMS:
+                    cfg = self.hf_quantizer.quantization_config
+                    try:
+                        q = quantize_stack(value, double_quant=cfg.bnb_4bit_use_double_quant,
+                                           dtype=cfg.bnb_4bit_compute_dtype or value.dtype)
+                    except torch.OutOfMemoryError:
+                        # transformers logs conversion errors and fails later with a generic message
+                        LOAD_ERRORS.append(f"out of memory quantizing {name}")
+                        raise
+                    out[name] = nn.Parameter(store(module, pname, q), requires_grad=False)
+                    del value
+                else:
+                    rest[name] = value
+            if rest:
+                out.update(super().convert(rest, full_layer_name=full_layer_name, model=model, **kwargs))
+            return out
+
+    @register_quantizer(QUANT_METHOD)
+    class MoeBnb4BitQuantizer(Bnb4BitHfQuantizer):
+        """bitsandbytes 4-bit, plus the fused experts of MoE layers (NF4, expert by expert)."""
+
+        def param_needs_quantization(self, model: nn.Module, param_name: str, **kwargs: Any) -> bool:
+            module, name = get_module_from_name(model, param_name)
+            if is_experts(module) and name in EXPERT_PARAMS:
+                return should_convert_module(param_name.rpartition(".")[0], self.modules_to_not_convert)
+            return super().param_needs_quantization(model, param_name, **kwargs)
+
+        def param_element_size(self, model: nn.Module, param_name: str, param: torch.Tensor) -> float:
+            """What a weight will take once quantized (for device_map="auto"): 4 bits plus the block scales."""
+            if self.param_needs_quantization(model, param_name):
+                from ..sizing import bytes_per_param
+
+                return bytes_per_param("4bit", "bfloat16", self.quantization_config.bnb_4bit_use_double_quant)
+            return super().param_element_size(model, param_name, param)
+
+        def _process_model_before_weight_loading(self, model: nn.Module, device_map: Any, **kwargs: Any) -> None:
+            super()._process_model_before_weight_loading(model, device_map, **kwargs)
+            for name, module in experts_modules(model):
+                check_layout(module, name)
+
+        def get_quantize_ops(self) -> Any:
+            return QuantizeExperts(self)
+
+        def is_serializable(self) -> bool:
+            return False  # our experts' storage is not a format transformers can reload
+
+    register.config_class = MoeBnb4BitConfig  # type: ignore[attr-defined]
+
+
+def quantization_config(*, double_quant: bool, compute_dtype: torch.dtype) -> Any:
+    register()
+    return register.config_class(  # type: ignore[attr-defined]
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=double_quant,
+        bnb_4bit_compute_dtype=compute_dtype)
+
+
+def weight_bytes(model: nn.Module) -> dict[str, int]:
+    """Bytes of the model's weights by kind: experts in 4-bit (packed bytes and their state), other
+    4-bit layers (bitsandbytes' packed uint8), everything kept in full precision."""
+    out = {"experts_4bit": 0, "linear_4bit": 0, "full_precision": 0}
+    for mod in model.modules():
+        quantized = tuple(getattr(mod, "_jarvis_nf4", {}))
+        for name, t in [*mod.named_parameters(recurse=False), *mod.named_buffers(recurse=False)]:
+            n = t.numel() * t.element_size()
+            if quantized and name.startswith(quantized):
+                out["experts_4bit"] += n
+            elif t.dtype == torch.uint8:
+                out["linear_4bit"] += n
+            else:
+                out["full_precision"] += n
+    return out

@@ -1,0 +1,185 @@
+"""Every word jarvis-bench shows a person, in French (the default) and English: one table for the text
+report, the HTML page, the charts and the console, so a wording is changed in one place and both
+languages stay side by side. `T[lang]` is the text report's table; its sections `reasons` (the one-line why of a score), `html`, `charts`
+and `console` hold what only that writer says. Placeholders are `str.format` fields.
+
+Logs and error messages are English and stay with the code that raises them: they are for whoever
+debugs, not part of the report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LANGS = ("fr", "en")
+
+TEXT = {
+    "fr": {
+        "title": "RAPPORT DE BENCHMARK JARVIS — base vs fine-tuning LoRA",
+        "date": "Date", "base": "Modèle de base", "adapters": "Adaptateurs", "device": "Matériel", "server": "Serveur", "quant": "quantification", "no_quant": "aucune",
+        "prompts": "Prompts", "config": "Config (sha256)", "scorer": "notation", "incomplete": "ATTENTION : run incomplet, {n} réponses manquantes",
+        "skipped": "Prompts écartés (--skip-too-long, plus longs que le contexte de {c} tokens) : {n} — {ids}",
+        "not_reproducible": ("Attention : le serveur a donné une autre réponse à la même requête (température 0) pour "
+                             "{v} ; deux exécutions peuvent ne pas s'accorder (voir check_setup.py)"),
+        "global": "1. STATISTIQUES GLOBALES", "variant": "variante", "relevance": "pertinence",
+        "kw": "mots-clés (moy.)", "kw_ratio": "mots-clés %", "tool": "outil correct", "cos_base": "cos. vs base",
+        "cos_ref": "cos. vs réf.", "tokens": "tokens (moy.)", "truncated": "tronquées", "errors": "erreurs",
+        "by_cat": "2. COMPARAISON PAR CATÉGORIE", "category": "catégorie", "delta": "delta", "ci": "IC {c:.0%}",
+        "top_up": "3. TOP 5 AMÉLIORATIONS", "top_down": "4. TOP 5 FAIBLESSES (pertinence la plus basse)",
+        "regressions": "5. RÉGRESSIONS (pertinence sous la base de plus de {tol})", "none": "aucune",
+        "signif": "6. SIGNIFICATIVITÉ", "verdict": "7. VERDICT", "recs": "8. RECOMMANDATIONS",
+        "sig_line": "{name} : delta de pertinence {d:+.4f}, IC {c:.0%} [{lo:+.4f}, {hi:+.4f}], {test} p = {p:.4g} → {s}",
+        "sig_yes": "significatif", "sig_no": "non significatif",
+        "mdd": "  Plus petit écart détectable avec n = {n} (puissance 80 %) : {m}",
+        "mcnemar": "  Outil correct : {g} gagnés, {l} perdus (McNemar exact p = {p:.4g})",
+        "wtl": "  Victoires / égalités / défaites : {w} / {t} / {l}",
+        "levels": {"GOOD": "BON FINE-TUNING ✓ — déployer", "MODERATE": "FINE-TUNING MODÉRÉ ~ — réentraîner avec plus de données",
+                   "INSUFFICIENT": "FINE-TUNING INSUFFISANT ✗ — revoir la stratégie",
+                   "INCOMPLETE": "PAS DE VERDICT — run incomplet"},
+        "incomplete_verdict": "{m} réponse(s) manquante(s) ou en erreur : relancer la même commande pour terminer "
+                              "(les réponses en erreur sont régénérées) ; mesures ci-dessous sur les {c} prompts "
+                              "complets seulement",
+        "gain": "gain de pertinence {g:+.2f}{u} · mots-clés {k:+.4f}/réponse · régressions {r}",
+        "checks": {"relevance_gain": "gain > {g}%", "keyword_gain": "mots-clés > {k}", "no_regression": "régressions ≤ {r}"},
+        "ranking": "Classement des adaptateurs : {r} (meilleur : {b})",
+        "answer": "réponse", "points": " pts", "why": "pourquoi",
+        "no_adapter": "Aucun adaptateur : seul le modèle de base a été évalué.",
+    },
+    "en": {
+        "title": "JARVIS BENCHMARK REPORT — base vs LoRA fine-tune",
+        "date": "Date", "base": "Base model", "adapters": "Adapters", "device": "Hardware", "server": "Server", "quant": "quantization", "no_quant": "none",
+        "prompts": "Prompts", "config": "Config (sha256)", "scorer": "scorer", "incomplete": "WARNING: incomplete run, {n} answers missing",
+        "skipped": "Prompts left out (--skip-too-long, longer than the {c}-token context): {n} — {ids}",
+        "not_reproducible": ("Warning: the server gave another answer to the same request (temperature 0) for {v}; "
+                             "two runs may disagree (see check_setup.py)"),
+        "global": "1. GLOBAL STATISTICS", "variant": "variant", "relevance": "relevance",
+        "kw": "keywords (mean)", "kw_ratio": "keywords %", "tool": "tool correct", "cos_base": "cos. vs base",
+        "cos_ref": "cos. vs ref.", "tokens": "tokens (mean)", "truncated": "truncated", "errors": "errors",
+        "by_cat": "2. PER-CATEGORY COMPARISON", "category": "category", "delta": "delta", "ci": "CI {c:.0%}",
+        "top_up": "3. TOP 5 IMPROVEMENTS", "top_down": "4. TOP 5 WEAKNESSES (lowest relevance)",
+        "regressions": "5. REGRESSIONS (relevance below base by more than {tol})", "none": "none",
+        "signif": "6. SIGNIFICANCE", "verdict": "7. VERDICT", "recs": "8. RECOMMENDATIONS",
+        "sig_line": "{name}: relevance delta {d:+.4f}, {c:.0%} CI [{lo:+.4f}, {hi:+.4f}], {test} p = {p:.4g} → {s}",
+        "sig_yes": "significant", "sig_no": "not significant",
+        "mdd": "  Smallest detectable delta at n = {n} (80% power): {m}",
+        "mcnemar": "  Tool correct: {g} gained, {l} lost (exact McNemar p = {p:.4g})",
+        "wtl": "  Wins / ties / losses: {w} / {t} / {l}",
+        "levels": {"GOOD": "GOOD FINE-TUNE ✓ — deploy", "MODERATE": "MODERATE FINE-TUNE ~ — retrain with more data",
+                   "INSUFFICIENT": "INSUFFICIENT FINE-TUNE ✗ — revisit the strategy",
+                   "INCOMPLETE": "NO VERDICT — incomplete run"},
+        "incomplete_verdict": "{m} answer(s) missing or failed: rerun the same command to finish (failed answers are "
+                              "generated again); the figures below are on the {c} complete prompts alone",
+        "gain": "relevance gain {g:+.2f}{u} · keywords {k:+.4f}/answer · regressions {r}",
+        "checks": {"relevance_gain": "gain > {g}%", "keyword_gain": "keywords > {k}", "no_regression": "regressions ≤ {r}"},
+        "ranking": "Adapter ranking: {r} (best: {b})",
+        "answer": "answer", "points": " pts", "why": "why",
+        "no_adapter": "No adapter: only the base model was evaluated.",
+    },
+}
+
+WHY = {
+    "fr": {"no_call": "aucun appel", "call": "appel", "malformed": "mal formé", "args": "arguments", "extra": "en plus",
+           "kw": "mots-clés", "corr": "correction", "unknown": "hors catalogue", "absent": "absent"},
+    "en": {"no_call": "no call", "call": "call", "malformed": "malformed", "args": "arguments", "extra": "extra",
+           "kw": "keywords", "corr": "correction", "unknown": "not in the catalog", "absent": "missing"},
+}
+
+HTML = {
+    "fr": {
+        "title": "Rapport JARVIS — base vs fine-tuning LoRA", "model": "Modèle de base", "adapters": "Adaptateurs",
+        "backend": "Backend", "device": "Matériel", "scorer": "Notation", "date": "Date", "prompts": "Prompts",
+        "verdict": "Verdict", "rule": "Règle", "delta": "Delta de pertinence", "ci": "IC", "wtl": "victoires / égalités / défaites",
+        "sig": "significatif", "nosig": "non significatif",
+        "incomplete": "{m} réponse(s) manquante(s) ou en erreur : relancer la même commande pour terminer.",
+        "charts": "Graphiques", "chart": "Pertinence par catégorie (moyenne, IC de l'adaptateur)",
+        "chart_kw": "Mots-clés trouvés par réponse, par catégorie", "chart_dist": "Distribution de la pertinence",
+        "answers": "Réponses",
+        "category": "Catégorie", "status": "Statut", "adapter": "Adaptateur", "all": "toutes", "search": "Rechercher…",
+        "tool_wrong": "outil faux", "sort": "trier par delta", "shown": "prompts affichés",
+        "statuses": {"improved": "amélioré", "regressed": "régressé", "unchanged": "inchangé", "error": "erreur"},
+        "error": "erreur", "thinking": "bloc <think> retiré ({n} caractères)", "truncated": "coupée à max_new_tokens",
+        "relevance": "pertinence", "ranking": "Classement", "skipped": "Prompts écartés (trop longs)",
+        "recs": "Recommandations",
+    },
+    "en": {
+        "title": "JARVIS report — base vs LoRA fine-tune", "model": "Base model", "adapters": "Adapters",
+        "backend": "Backend", "device": "Hardware", "scorer": "Scorer", "date": "Date", "prompts": "Prompts",
+        "verdict": "Verdict", "rule": "Rule", "delta": "Relevance delta", "ci": "CI", "wtl": "wins / ties / losses",
+        "sig": "significant", "nosig": "not significant",
+        "incomplete": "{m} answer(s) missing or failed: rerun the same command to finish.",
+        "charts": "Charts", "chart": "Relevance per category (mean, adapter's CI)",
+        "chart_kw": "Keywords found per answer, per category", "chart_dist": "Relevance distribution",
+        "answers": "Answers",
+        "category": "Category", "status": "Status", "adapter": "Adapter", "all": "all", "search": "Search…",
+        "tool_wrong": "tool wrong", "sort": "sort by delta", "shown": "prompts shown",
+        "statuses": {"improved": "improved", "regressed": "regressed", "unchanged": "unchanged", "error": "error"},
+        "error": "error", "thinking": "<think> block stripped ({n} characters)", "truncated": "cut at max_new_tokens",
+        "relevance": "relevance", "ranking": "Ranking", "skipped": "Prompts left out (too long)",
+        "recs": "Recommendations",
+    },
+}
+
+CHARTS = {
+    "fr": {"rel": "Pertinence JARVIS par catégorie", "kw": "Mots-clés trouvés par catégorie (moyenne)",
+           "dist": "Distribution des scores de pertinence", "sum": "Résumé statistique", "y_rel": "pertinence (0–1)",
+           "y_kw": "mots-clés par réponse", "x_dist": "pertinence", "y_dist": "nombre de réponses",
+           "err": "barres : IC 95 % (base + delta apparié)", "suptitle": "Benchmark JARVIS — {base}"},
+    "en": {"rel": "JARVIS relevance by category", "kw": "Keywords found by category (mean)",
+           "dist": "Relevance score distribution", "sum": "Statistical summary", "y_rel": "relevance (0–1)",
+           "y_kw": "keywords per answer", "x_dist": "relevance", "y_dist": "answers",
+           "err": "bars: 95% CI (base + paired delta)", "suptitle": "JARVIS benchmark — {base}"},
+}
+
+CHARTS_SUMMARY = {
+    "fr": {"ranking": "Classement :", "best": "meilleur :",
+           "variant": "{v}: pertinence {rel:.3f} · mots-clés {kw:.2f} · outil {tool:.0%}",
+           "incomplete": "  VERDICT : INCOMPLETE", "sig": "significatif", "nosig": "non significatif",
+           "wtl": "  V/E/D {w}/{t}/{l} · régressions {r}", "verdict": "  VERDICT : {level}",
+           "cosine": "cosinus base↔ft moyen : {c:.3f}"},
+    "en": {"ranking": "Ranking:", "best": "best:",
+           "variant": "{v}: relevance {rel:.3f} · keywords {kw:.2f} · tool {tool:.0%}",
+           "incomplete": "  VERDICT: INCOMPLETE", "sig": "significant", "nosig": "not significant",
+           "wtl": "  W/T/L {w}/{t}/{l} · regressions {r}", "verdict": "  VERDICT: {level}",
+           "cosine": "mean cosine base↔ft: {c:.3f}"},
+}
+
+CONSOLE = {
+    "fr": {
+        "columns": ("variante", "réponses", "cache", "erreurs", "tronquées", "génération (s)", "tokens/s"),
+        "bound": ("Borne de décodage GPU : ≤ {b:.0f} pas/s = {bw:.0f} Go/s ÷ {w:.2f} Gio de poids lus par pas "
+                  "(tokens/s ≤ lignes × pas/s) ; mesuré {m:.1f} pas/s"),
+        "results": "Résultats : {path}  (total {s:.1f} s)",
+        "table": "Pertinence JARVIS · base vs {name}",
+        "cmp_columns": ("catégorie", "n", "base", "{name}", "delta", "IC {c:.0%}", "p", "outil base→ft"),
+        "no_answer": ("VERDICT {name}: [bold]INCOMPLETE[/bold] · {m} réponses manquantes ou en erreur · "
+                      "relancer la même commande pour terminer"),
+        "measured": ("pertinence {g:+.1f}{u} · mots-clés {k:+.2f}/réponse · régressions {r} · {sig} (p={p:.3g})"),
+        "sig": "significatif", "nosig": "NON significatif",
+        "incomplete": ("VERDICT {name}: [bold]INCOMPLETE[/bold] · {m} réponses manquantes ou en erreur · relancer "
+                       "la même commande pour terminer · mesuré sur les {c} prompts complets seulement : {measured}"),
+        "verdict": "VERDICT {name}: [bold]{level}[/bold] · {measured}",
+        "ranking": "Classement: {r} · meilleur: {b}",
+    },
+    "en": {
+        "columns": ("variant", "answers", "cache", "errors", "truncated", "generation (s)", "tokens/s"),
+        "bound": ("GPU decode bound: ≤ {b:.0f} steps/s = {bw:.0f} GB/s ÷ {w:.2f} GiB of weights read per step "
+                  "(tokens/s ≤ rows × steps/s); measured {m:.1f} steps/s"),
+        "results": "Results: {path}  (total {s:.1f}s)",
+        "table": "JARVIS relevance · base vs {name}",
+        "cmp_columns": ("category", "n", "base", "{name}", "delta", "{c:.0%} CI", "p", "tool base→ft"),
+        "no_answer": ("VERDICT {name}: [bold]INCOMPLETE[/bold] · {m} answers missing or failed · rerun the same "
+                      "command to finish"),
+        "measured": ("relevance {g:+.1f}{u} · keywords {k:+.2f}/answer · regressions {r} · {sig} (p={p:.3g})"),
+        "sig": "significant", "nosig": "NOT significant",
+        "incomplete": ("VERDICT {name}: [bold]INCOMPLETE[/bold] · {m} answers missing or failed · rerun the same "
+                       "command to finish · measured on the {c} complete prompts alone: {measured}"),
+        "verdict": "VERDICT {name}: [bold]{level}[/bold] · {measured}",
+        "ranking": "Ranking: {r} · best: {b}",
+    },
+}
+
+T: dict[str, dict[str, Any]] = {
+    lang: {**TEXT[lang], "reasons": WHY[lang], "html": HTML[lang], "charts": {**CHARTS[lang], **CHARTS_SUMMARY[lang]},
+           "console": CONSOLE[lang]}
+    for lang in LANGS
+}
