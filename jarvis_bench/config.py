@@ -137,11 +137,11 @@ class ModelSection(_Strict):
     trust_remote_code: bool = False
     """Allow model code from the hub to run. Off unless you trust the repository."""
     replay_file: str | None = None
+    """replay backend only: JSONL of {"id", "variant", "response"} answers produced elsewhere."""
     endpoint: EndpointSection = EndpointSection()
     """openai backend: where the endpoint is and which model names serve the base and the adapters."""
     vllm: VllmSection = VllmSection()
     """vllm backend: engine settings (parallelism, memory)."""
-    """replay backend only: JSONL of {"id", "variant", "response"} answers produced elsewhere."""
 
 
 class GenerationSection(_Strict):

@@ -1,5 +1,5 @@
 """Every bad input of the benchmark gets ONE line on stderr naming the file/field/value and the fix,
-the right exit code, and no traceback (issue 6's battery, through `benchmark.main(argv)`)."""
+the right exit code, and no traceback (a battery of bad configs, prompts, adapters and flags, through `benchmark.main(argv)`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hostile environments (issue 15): a broken cache, a full or read-only disk, prompts longer than the
+"""Hostile environments: a broken cache, a full or read-only disk, prompts longer than the
 model's context, failed answers. Each ends with one line and its exit code, nothing lost, no traceback."""
 
 from __future__ import annotations
