@@ -15,7 +15,31 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONFIG = ROOT / "benchmark_config.json"
 
 
+# Test tiers, applied from the fixtures a test uses (directly or through other fixtures), so a new test is
+# tiered by what it needs: `uv run pytest -m "not slow and not external"` is the two-minute loop, `uv run
+# pytest` the whole suite. A fixture that loads a model, builds one, or starts a process goes in SLOW_FIXTURES;
+# one that needs something outside Python (a browser, a llama-server build, root for a tmpfs) in
+# EXTERNAL_FIXTURES. A test that starts a process itself takes the `script` fixture.
+SLOW_FIXTURES = {
+    "demo_base",  # the demo model: dequantized on a fresh machine (~20 s), tokenizer loads; every model fixture uses it
+    "script",  # a subprocess: a fresh interpreter imports torch (~5 s) before doing anything
+    "served_demo",  # a `transformers serve` process
+    "moe_adapters", "tiny_moe",  # tiny MoE checkpoints built and loaded
+}
+EXTERNAL_FIXTURES = {
+    "chromium",  # Debian's chromium (.ci/run installs it)
+    "lora_gguf", "llama_server",  # a llama-server built from source (tests/llama_cpp.py)
+    "tmpfs",  # root and mount(8), for a real full or read-only disk
+}
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        if used & EXTERNAL_FIXTURES:
+            item.add_marker(pytest.mark.external)
     try:
         import torch
 
@@ -81,6 +105,68 @@ def demo_run(demo_base, tmp_path_factory):
     code = benchmark.main(["--demo", "--output-dir", str(out), "--quiet"])
     data = json.loads((out / "benchmark_results.json").read_text(encoding="utf-8"))
     return {"code": code, "out": out, "data": data}
+
+
+@pytest.fixture
+def script():
+    """Run a command in a subprocess (a repository script with `sys.executable` first, a launcher, a
+    browser): `script(args, **subprocess_run_kwargs)` -> CompletedProcess with text output. Marks the test slow."""
+    import subprocess
+
+    def run(args, **kw):
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        kw.setdefault("timeout", 600)
+        return subprocess.run([str(a) for a in args], **kw)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's headless chromium, or a skip saying how to get it. Marks the test external."""
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("no chromium: .ci/run installs Debian's package (apt-get install chromium)")
+    return path
+
+
+@pytest.fixture
+def tmpfs():
+    """`with tmpfs(path, size): ...` mounts a real small filesystem there (root only; a skip otherwise):
+    a disk that fills, and can be remounted read-only. Marks the test external."""
+    import contextlib
+    import subprocess
+
+    @contextlib.contextmanager
+    def mount(path: Path, size: str = "64k"):
+        path.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                                               capture_output=True).returncode != 0:
+            pytest.skip("needs root and mount to make a real small filesystem")
+        try:
+            yield path
+        finally:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+    return mount
+
+
+@pytest.fixture
+def demo_results() -> dict:
+    """The demo's results as stored in tests/data/demo_results.json (what `benchmark.py --demo` gives, checked
+    by test_demo_results.py), with its run-specific fields filled in: the writers' input without running
+    the demo. A fresh copy per test."""
+    data = json.loads((Path(__file__).resolve().parent / "data" / "demo_results.json").read_text(encoding="utf-8"))
+    meta = data["metadata"]
+    meta.update(timestamp="2026-12-03T06:36:23+00:00", base_model_source=str(ROOT / "demo-model"),
+                config_file=str(CONFIG), versions={}, platform={}, command=["--demo"],
+                timings={"total_s": 1.0, "per_variant": {}})
+    for a in meta["adapters"]:
+        a["path"] = str(ROOT / "demo" / "output" / a["name"] / "final")
+    return data
 
 
 def write_config(path: Path, data: dict) -> Path:

@@ -206,9 +206,8 @@ def test_replay_missing_variant_is_a_clear_error(tmp_path, config_data, capsys):
     assert "variant 'run-1' has no answer at all" in capsys.readouterr().err
 
 
-def test_root_script_help_is_a_thin_door():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmark.py"), "--help"], capture_output=True, text=True,
-                          timeout=60)
+def test_root_script_help_is_a_thin_door(script):
+    proc = script([sys.executable, ROOT / "benchmark.py", "--help"], timeout=60)
     assert proc.returncode == 0 and "--demo" in proc.stdout and "--all-checkpoints" in proc.stdout
 
 

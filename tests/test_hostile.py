@@ -3,7 +3,6 @@ model's context, failed answers. Each ends with one line and its exit code, noth
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
@@ -21,19 +20,6 @@ from .conftest import ROOT
 
 def _gen(pid="cmd-01", text="D'accord."):
     return Generation(prompt_id=pid, variant="base", response=text, tokens=3)
-
-
-@contextlib.contextmanager
-def _tmpfs(path: Path, size: str = "64k"):
-    """A real small filesystem (root only): a full disk, then remounted read-only."""
-    path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("needs root and mount to make a real small filesystem")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 # ----------------------------------------------------------------------------- caches are disposable
@@ -85,8 +71,8 @@ def test_a_cache_damaged_mid_run_is_given_up_with_one_warning(tmp_path, caplog):
     assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1 and cache.db is None
 
 
-def test_full_then_read_only_disk(tmp_path, caplog):
-    with _tmpfs(tmp_path / "small") as small:
+def test_full_then_read_only_disk(tmp_path, caplog, tmpfs):
+    with tmpfs(tmp_path / "small") as small:
         path = small / "generations.sqlite3"
         cache = GenerationCache(path)
         with caplog.at_level("WARNING"):
@@ -192,11 +178,11 @@ def test_report_and_charts_on_a_full_disk(demo_run, tmp_path, monkeypatch, capsy
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_a_real_full_disk_under_the_results(demo_run, tmp_path, capsys):
+def test_a_real_full_disk_under_the_results(demo_run, tmp_path, capsys, tmpfs):
     """The same on a real 64 KB filesystem (root only): the answers fit, the results do not."""
     from jarvis_bench.commands import benchmark
 
-    with _tmpfs(tmp_path / "small", size="48k") as small:
+    with tmpfs(tmp_path / "small", size="48k") as small:
         code = benchmark.main(["--demo", "--quiet", "--output-dir", str(small)])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 3 and len(err) == 1 and "No space left on device (ENOSPC)" in err[0], err
@@ -232,11 +218,11 @@ def test_answers_generated_before_a_write_failure_are_not_generated_again(demo_b
     assert sum(v["from_cache"] for v in data["metadata"]["timings"]["per_variant"].values()) == 3
 
 
-def test_no_room_for_the_demo_model_in_the_cache(tmp_path, monkeypatch, capsys):
+def test_no_room_for_the_demo_model_in_the_cache(tmp_path, monkeypatch, capsys, tmpfs):
     """The first demo run dequantizes the model into the cache (~0.6 GB): a full disk is one line."""
     from jarvis_bench.commands import benchmark
 
-    with _tmpfs(tmp_path / "small", size="1m") as small:
+    with tmpfs(tmp_path / "small", size="1m") as small:
         monkeypatch.setenv("JARVIS_BENCH_CACHE", str(small))
         code = benchmark.main(["--demo", "--quiet", "--no-cache", "--output-dir", str(tmp_path / "res")])
         err = capsys.readouterr().err

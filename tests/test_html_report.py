@@ -4,16 +4,17 @@ checked as HTML here, and in a real headless Chromium (Debian's package) when on
 from __future__ import annotations
 
 import copy
+import json
 import re
-import shutil
 import subprocess
 from html.parser import HTMLParser
 
 import pytest
 
+from jarvis_bench import config
 from jarvis_bench.reports import html as html_report
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from .conftest import CONFIG
 
 
 class Rows(HTMLParser):
@@ -39,14 +40,19 @@ def _rows(page: str) -> Rows:
     return p
 
 
-@pytest.fixture(scope="module")
-def written(demo_run, tmp_path_factory):
+@pytest.fixture
+def written(demo_results, tmp_path):
+    """benchmark_report.html as analyze_results.py writes it from the demo's results."""
     from jarvis_bench.commands import analyze
 
-    out = tmp_path_factory.mktemp("html")
-    shutil.copy(demo_run["out"] / "benchmark_results.json", out / "benchmark_results.json")
-    assert analyze.main(["--input", str(out / "benchmark_results.json"), "--quiet"]) == 0
-    return out / "benchmark_report.html", demo_run["data"]
+    (tmp_path / "benchmark_results.json").write_text(json.dumps(demo_results), encoding="utf-8")
+    assert analyze.main(["--input", str(tmp_path / "benchmark_results.json"), "--quiet"]) == 0
+    return tmp_path / "benchmark_report.html", demo_results
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return config.load(CONFIG)
 
 
 def test_analyze_writes_one_offline_page_with_every_prompt(written):
@@ -61,24 +67,24 @@ def test_analyze_writes_one_offline_page_with_every_prompt(written):
     assert 'href="#cor-06"' in page  # a link per prompt to send around
 
 
-def test_english_page_and_escaping(demo_run):
-    data = copy.deepcopy(demo_run["data"])
+def test_english_page_and_escaping(demo_results):
+    data = demo_results
     data["results"][0]["variants"]["jarvis-demo"]["response"] = '<script>alert("x")</script> <tool_call>{}</tool_call>'
     page = html_report.render(data, "en")
     assert "MODERATE FINE-TUNE" in page and "Answers" in page
     assert '<script>alert("x")</script>' not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
 
 
-def test_incomplete_and_base_only_runs_render(demo_run, demo_cfg):
+def test_incomplete_and_base_only_runs_render(demo_results, cfg):
     from jarvis_bench import analysis
 
-    data = copy.deepcopy(demo_run["data"])
+    data = copy.deepcopy(demo_results)
     for r in data["results"][:3]:
         r["variants"]["jarvis-demo"].update(response="", error="read timeout", metrics=None)
-    analysis.analyze(data, demo_cfg)
+    analysis.analyze(data, cfg)
     page = html_report.render(data, "fr")
     assert "PAS DE VERDICT" in page and "3 réponse(s) manquante(s)" in page and "erreur: read timeout" in page
-    base_only = copy.deepcopy(demo_run["data"])
+    base_only = copy.deepcopy(demo_results)
     base_only["metadata"]["variants"] = ["base"]
     base_only["metadata"]["adapters"] = []
     for r in base_only["results"]:
@@ -92,59 +98,59 @@ def test_incomplete_and_base_only_runs_render(demo_run, demo_cfg):
 # ----------------------------------------------------------------------------- in a real browser
 
 
-def _chromium(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+def _chromium(chromium: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
                            "--v=0", *args], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium: .ci/run installs Debian's package (apt-get install chromium)")
-def test_in_chromium_filters_search_and_screenshot(written, tmp_path):
+def test_in_chromium_filters_search_and_screenshot(written, tmp_path, chromium):
     path, data = written
     regressed = data["statistics"]["comparisons"]["jarvis-demo"]["regressions"]
-    shown = _chromium("--dump-dom", f"{path.as_uri()}?status=regressed")
+    shown = _chromium(chromium, "--dump-dom", f"{path.as_uri()}?status=regressed")
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert not re.search(r"INFO:CONSOLE|Uncaught", shown.stderr), shown.stderr  # no console message at all
     visible = [i for i, v in _rows(shown.stdout).rows.items() if v]
     assert visible == regressed and regressed
     prompt = data["results"][7]["prompt"]
-    found = _rows(_chromium("--dump-dom", f"{path.as_uri()}?q={prompt.replace(' ', '%20')}").stdout).rows
+    found = _rows(_chromium(chromium, "--dump-dom", f"{path.as_uri()}?q={prompt.replace(' ', '%20')}").stdout).rows
     assert found[data["results"][7]["id"]] and sum(found.values()) < 30
-    everything = _rows(_chromium("--dump-dom", path.as_uri()).stdout).rows
+    everything = _rows(_chromium(chromium, "--dump-dom", path.as_uri()).stdout).rows
     assert sum(everything.values()) == 30
     shot = tmp_path / "page.png"
-    _chromium("--hide-scrollbars", "--window-size=1400,1800", f"--screenshot={shot}", path.as_uri())
+    _chromium(chromium, "--hide-scrollbars", "--window-size=1400,1800", f"--screenshot={shot}", path.as_uri())
     png = shot.read_bytes()
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (1400, 1800) and len(png) > 50_000
 
 
-def _two_adapters(demo_run, demo_cfg):
+def _two_adapters(demo_results, cfg):
     """The demo's results with a second adapter (an --all-checkpoints run): the first one's answers, the
     first prompt's answer broken, so the two rank and flip differently."""
     from jarvis_bench import analysis
 
-    data = copy.deepcopy(demo_run["data"])
+    data = copy.deepcopy(demo_results)
     data["metadata"]["variants"].append("early")
     data["metadata"]["adapters"].append({**data["metadata"]["adapters"][0], "name": "early"})
     for r in data["results"]:
         r["variants"]["early"] = copy.deepcopy(r["variants"]["jarvis-demo"])
     data["results"][0]["variants"]["early"]["metrics"]["relevance"] = 0.0
-    analysis.analyze(data, demo_cfg)
+    analysis.analyze(data, cfg)
     return data
 
 
-def test_all_checkpoints_page_ranks_and_shows_one_adapter_column_at_a_time(demo_run, demo_cfg, tmp_path):
-    data = _two_adapters(demo_run, demo_cfg)
+def test_all_checkpoints_page_ranks_and_shows_one_adapter_column_at_a_time(demo_results, cfg):
+    data = _two_adapters(demo_results, cfg)
     page = html_report.render(data, "fr")
     assert "Classement: jarvis-demo &gt; early" in page
     assert page.count('<th data-col="') == 3 and '<option value="early">' in page
     first = data["results"][0]["id"]
     row = re.search(rf'<tr class="prompt" id="{first}"[^>]*>', page).group(0)
     assert 'data-status-early="regressed"' in row or 'data-status-early="unchanged"' in row
-    if CHROMIUM is None:
-        return
+
+
+def test_all_checkpoints_page_in_chromium_shows_the_chosen_adapter(demo_results, cfg, tmp_path, chromium):
     path = tmp_path / "p.html"
-    path.write_text(page, encoding="utf-8")
-    dom = _chromium("--dump-dom", f"{path.as_uri()}?adapter=early").stdout
+    path.write_text(html_report.render(_two_adapters(demo_results, cfg), "fr"), encoding="utf-8")
+    dom = _chromium(chromium, "--dump-dom", f"{path.as_uri()}?adapter=early").stdout
     hidden = set(re.findall(r'<t[hd] data-col="([^"]+)" hidden', dom))
     assert hidden == {"jarvis-demo"}

@@ -30,24 +30,23 @@ def test_sh_launcher_runs_the_whole_flow_on_the_demo(demo_run, tmp_path):
     assert "VERDICT" in (tmp_path / "benchmark_report.txt").read_text(encoding="utf-8")
 
 
-def test_sh_launcher_without_uv_says_how_to_install_it(tmp_path):
+def test_sh_launcher_without_uv_says_how_to_install_it(tmp_path, script):
     empty = tmp_path / "bin"
     empty.mkdir()
-    proc = subprocess.run(["/bin/sh", str(ROOT / "run_benchmark.sh"), "--demo"], capture_output=True, text=True,
-                          env={"PATH": str(empty), "HOME": str(tmp_path)}, timeout=60)
+    proc = script(["/bin/sh", ROOT / "run_benchmark.sh", "--demo"], env={"PATH": str(empty), "HOME": str(tmp_path)},
+                  timeout=60)
     assert proc.returncode == 127
     assert "uv is not installed" in proc.stderr and "pip install uv" in proc.stderr
 
 
-def test_sh_launcher_stops_on_a_failed_check(tmp_path):
+def test_sh_launcher_stops_on_a_failed_check(tmp_path, script):
     """A broken config: check_setup fails, nothing else runs, the exit code is not 0."""
     if UV is None:
         pytest.skip("uv is not on PATH")
     bad = tmp_path / "bad.json"
     bad.write_text("{", encoding="utf-8")
     env = {**os.environ, "JARVIS_BENCH_NO_OPEN": "1"}
-    proc = subprocess.run([str(ROOT / "run_benchmark.sh"), "--config", str(bad), "--output-dir", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = script([ROOT / "run_benchmark.sh", "--config", bad, "--output-dir", tmp_path], env=env, timeout=300)
     assert proc.returncode == 1
     assert "FAIL  config" in proc.stdout and "2/3 benchmark" not in proc.stdout
     assert "stopped with exit code 1" in proc.stderr

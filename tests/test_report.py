@@ -1,9 +1,9 @@
-"""analyze_results.py on the demo run: report sections in fr and en with the JSON's numbers, the 4-panel PNG."""
+"""analyze_results.py on the demo's results (as stored: tests/data/demo_results.json): report sections in fr and
+en with the JSON's numbers, the 4-panel PNG, rescoring."""
 
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -17,10 +17,15 @@ SECTIONS = {
 }
 
 
+def _write(data, folder):
+    inp = folder / "benchmark_results.json"
+    inp.write_text(json.dumps(data), encoding="utf-8")
+    return inp
+
+
 @pytest.mark.parametrize("lang", ["fr", "en"])
-def test_report_sections_and_numbers(demo_run, tmp_path, lang):
-    inp = tmp_path / "benchmark_results.json"
-    shutil.copy(demo_run["out"] / "benchmark_results.json", inp)
+def test_report_sections_and_numbers(demo_results, tmp_path, lang):
+    inp = _write(demo_results, tmp_path)
     assert analyze.main(["--input", str(inp), "--lang", lang, "--quiet"]) == 0
     text = (tmp_path / "benchmark_report.txt").read_text(encoding="utf-8")
     for s in SECTIONS[lang]:
@@ -43,7 +48,7 @@ def test_report_sections_and_numbers(demo_run, tmp_path, lang):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_charts_have_four_panels(demo_run, tmp_path, monkeypatch):
+def test_charts_have_four_panels(demo_results, tmp_path, monkeypatch):
     import matplotlib.figure
 
     from jarvis_bench.reports import charts
@@ -56,16 +61,15 @@ def test_charts_have_four_panels(demo_run, tmp_path, monkeypatch):
         return real(self, *a, **kw)
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
-    charts.write(demo_run["data"], tmp_path / "c.png", "fr")
+    charts.write(demo_results, tmp_path / "c.png", "fr")
     assert seen["titles"] == ["Pertinence JARVIS par catégorie", "Mots-clés trouvés par catégorie (moyenne)",
                               "Distribution des scores de pertinence", "Résumé statistique"]
 
 
-def test_rescore_after_a_config_change(demo_run, tmp_path, config_data):
+def test_rescore_after_a_config_change(demo_results, tmp_path, config_data):
     from .conftest import write_config
 
-    inp = tmp_path / "benchmark_results.json"
-    shutil.copy(demo_run["out"] / "benchmark_results.json", inp)
+    inp = _write(demo_results, tmp_path)
     data = json.loads(json.dumps(config_data))
     data["scoring"]["relevance_weights"] = {"tool": 1.0, "args": 0.0, "keywords": 0.0, "correction": 0.0}
     cfg = write_config(tmp_path / "cfg.json", data)
@@ -74,7 +78,7 @@ def test_rescore_after_a_config_change(demo_run, tmp_path, config_data):
     tc = new["statistics"]["variants"]["jarvis-demo"]["overall"]["tool_correct"]
     assert new["statistics"]["avg_relevance_finetuned"] == tc
     assert [r["variants"]["jarvis-demo"]["response"] for r in new["results"]] == [
-        r["variants"]["jarvis-demo"]["response"] for r in demo_run["data"]["results"]]
+        r["variants"]["jarvis-demo"]["response"] for r in demo_results["results"]]
 
 
 def test_missing_results_file_is_one_line(tmp_path, capsys):
@@ -83,12 +87,12 @@ def test_missing_results_file_is_one_line(tmp_path, capsys):
     assert "results file not found" in err and "benchmark.py" in err and len(err.strip().splitlines()) == 1
 
 
-def test_results_of_an_older_scorer_are_flagged_and_rescored(demo_run, tmp_path, capsys):
+def test_results_of_an_older_scorer_are_flagged_and_rescored(demo_results, tmp_path, capsys):
     """A results file scored by scorer v1 (prose counted as a call: the base's "Coupe le son." repeated earned
     mute_tool) is flagged by analyze, and --rescore brings it to the current scorer."""
     from jarvis_bench.metrics import SCORER_VERSION
 
-    old = json.loads(json.dumps(demo_run["data"]))
+    old = demo_results
     del old["metadata"]["scorer_version"]
     echo = next(r for r in old["results"] if r["id"] == "cmd-04")["variants"]["base"]
     assert echo["response"].lower().startswith("coupe le son")
@@ -128,11 +132,15 @@ def test_why_line_names_the_call_judged_and_each_part(lang, expected):
     assert made_up.startswith(("appel mexc_status_tool (hors catalogue) ✗", "call mexc_status_tool (not in the catalog) ✗"))
 
 
-def test_why_line_shows_each_argument_judged(demo_cfg):
+def test_why_line_shows_each_argument_judged():
     """The value given for each expected argument, ✓ when acceptable (lists of accepted values included)."""
+    from jarvis_bench import config
     from jarvis_bench.metrics import score_answer
     from jarvis_bench.reports.txt import why
 
+    from .conftest import CONFIG
+
+    demo_cfg = config.load(CONFIG)
     spec = next(p for p in demo_cfg.prompts if p.expected_args and len(p.expected_args) == 1)
     name, want = next(iter(spec.expected_args.items()))
     good = want[0] if isinstance(want, list) else want
@@ -147,9 +155,9 @@ def test_why_line_shows_each_argument_judged(demo_cfg):
     assert f"({name} missing ✗)" in why(m, "en") and f"({name} absent ✗)" in why(m, "fr")
 
 
-def test_analyze_takes_the_results_file_or_its_folder_as_an_argument(demo_run, tmp_path):
+def test_analyze_takes_the_results_file_or_its_folder_as_an_argument(demo_results, tmp_path):
     """`analyze_results.py results/run-7` (what people type) works like --input results/run-7/benchmark_results.json."""
-    shutil.copy(demo_run["out"] / "benchmark_results.json", tmp_path / "benchmark_results.json")
+    _write(demo_results, tmp_path)
     assert analyze.main([str(tmp_path), "--quiet"]) == 0
     assert (tmp_path / "benchmark_report.txt").is_file()
     (tmp_path / "benchmark_report.txt").unlink()

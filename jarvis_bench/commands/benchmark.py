@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 4 when the best adapter answers any prompt worse than the base")
     p.add_argument("--lang", choices=["fr", "en"], default="fr", help="language of the summary printed at the end "
-                   "(default: fr; analyze_results.py --lang for the reports)")
+                   "(default: fr; the reports: analyze_results.py --lang)")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only; no progress bar")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p

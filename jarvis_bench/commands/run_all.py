@@ -1,7 +1,7 @@
 """The whole flow in one command: check_setup -> benchmark -> analyze_results, then (with --open) the
 HTML report opens in the default browser. What run_benchmark.bat / run_benchmark.sh call.
 
-Every benchmark.py option is accepted and passed on; --lang picks the report language.
+Every benchmark.py option is accepted and passed on; --lang picks the language of the summary and the reports.
 
 Examples:
     uv run jarvis-bench run --demo --open
@@ -29,7 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.prog = "jarvis-bench run"
     p.description = __doc__
     g = p.add_argument_group("launcher")
-    g.add_argument("--lang", choices=["fr", "en"], default="fr", help="report language (default: fr)")
     g.add_argument("--open", action="store_true", help="open the HTML report at the end")
     g.add_argument("--skip-check", action="store_true", help="do not run check_setup first")
     return p
