@@ -163,3 +163,42 @@ def test_analyze_takes_the_results_file_or_its_folder_as_an_argument(demo_result
     (tmp_path / "benchmark_report.txt").unlink()
     assert analyze.main([str(tmp_path / "benchmark_results.json"), "--quiet"]) == 0
     assert (tmp_path / "benchmark_report.txt").is_file()
+
+
+def test_console_summary_speaks_the_report_language(demo_results, capsys):
+    from jarvis_bench.reports import console
+
+    console.verdicts(demo_results, "en")
+    out = " ".join(capsys.readouterr().out.split())
+    assert "JARVIS relevance · base vs jarvis-demo" in out and "category" in out and "95% CI" in out
+    assert "VERDICT jarvis-demo: MODERATE · relevance +" in out and "keywords +0.87/answer" in out
+    console.verdicts(demo_results, "fr")
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Pertinence JARVIS · base vs jarvis-demo" in out and "catégorie" in out and "IC 95 %" in out
+    assert "VERDICT jarvis-demo: MODERATE · pertinence +" in out and "mots-clés +0.87/réponse" in out
+
+
+def test_every_message_exists_in_both_languages_with_the_same_fields():
+    """One table for every writer: a wording added in French only, or with a placeholder the other language
+    lacks, would fail at the first English run."""
+    import string
+
+    from jarvis_bench.reports.messages import T
+
+    def fields(x):
+        if isinstance(x, str):
+            return {f for _, f, _, _ in string.Formatter().parse(x) if f}
+        if isinstance(x, (tuple, list)):
+            return set().union(*(fields(v) for v in x))
+        return None
+
+    def walk(fr, en, where=""):
+        assert type(fr) is type(en), where
+        if isinstance(fr, dict):
+            assert set(fr) == set(en), f"{where}: {set(fr) ^ set(en)}"
+            for k in fr:
+                walk(fr[k], en[k], f"{where}.{k}")
+        else:
+            assert fields(fr) == fields(en), f"{where}: {fields(fr)} vs {fields(en)}"
+
+    walk(T["fr"], T["en"])

@@ -57,7 +57,7 @@ def verdicts(data: dict[str, Any], lang: str = "fr") -> None:
             continue
         table = Table(title=c["table"].format(name=name), title_justify="left")
         for i, col in enumerate(c["cmp_columns"]):
-            table.add_column(col.format(name=name, c=conf), justify="left" if i == 0 else "right")
+            table.add_column(col.format(name=name, pct=100 * conf), justify="left" if i == 0 else "right")
         for cat, block in [*cmp["by_category"].items(), ("GLOBAL", cmp["overall"])]:
             r = block["relevance"]
             tool = block.get("tool_correct")

@@ -150,7 +150,7 @@ CONSOLE = {
                   "(tokens/s ≤ lignes × pas/s) ; mesuré {m:.1f} pas/s"),
         "results": "Résultats : {path}  (total {s:.1f} s)",
         "table": "Pertinence JARVIS · base vs {name}",
-        "cmp_columns": ("catégorie", "n", "base", "{name}", "delta", "IC {c:.0%}", "p", "outil base→ft"),
+        "cmp_columns": ("catégorie", "n", "base", "{name}", "delta", "IC {pct:.0f} %", "p", "outil base→ft"),
         "no_answer": ("VERDICT {name}: [bold]INCOMPLETE[/bold] · {m} réponses manquantes ou en erreur · "
                       "relancer la même commande pour terminer"),
         "measured": ("pertinence {g:+.1f}{u} · mots-clés {k:+.2f}/réponse · régressions {r} · {sig} (p={p:.3g})"),
@@ -166,7 +166,7 @@ CONSOLE = {
                   "(tokens/s ≤ rows × steps/s); measured {m:.1f} steps/s"),
         "results": "Results: {path}  (total {s:.1f}s)",
         "table": "JARVIS relevance · base vs {name}",
-        "cmp_columns": ("category", "n", "base", "{name}", "delta", "{c:.0%} CI", "p", "tool base→ft"),
+        "cmp_columns": ("category", "n", "base", "{name}", "delta", "{pct:.0f}% CI", "p", "tool base→ft"),
         "no_answer": ("VERDICT {name}: [bold]INCOMPLETE[/bold] · {m} answers missing or failed · rerun the same "
                       "command to finish"),
         "measured": ("relevance {g:+.1f}{u} · keywords {k:+.2f}/answer · regressions {r} · {sig} (p={p:.3g})"),
