@@ -159,10 +159,13 @@ def demo_results() -> dict:
     """The demo's results as stored in tests/data/demo_results.json (what `benchmark.py --demo` gives, checked
     by test_demo_results.py), with its run-specific fields filled in: the writers' input without running
     the demo. A fresh copy per test."""
+    import hashlib
+
     data = json.loads((Path(__file__).resolve().parent / "data" / "demo_results.json").read_text(encoding="utf-8"))
     meta = data["metadata"]
     meta.update(timestamp="2026-12-03T06:36:23+00:00", base_model_source=str(ROOT / "demo-model"),
-                config_file=str(CONFIG), versions={}, platform={}, command=["--demo"],
+                config_file=str(CONFIG), config_sha256=hashlib.sha256(CONFIG.read_bytes()).hexdigest(),
+                versions={}, platform={}, command=["--demo"],
                 timings={"total_s": 1.0, "per_variant": {}})
     for a in meta["adapters"]:
         a["path"] = str(ROOT / "demo" / "output" / a["name"] / "final")
