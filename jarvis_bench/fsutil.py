@@ -89,18 +89,26 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
         raise write_error(path, exc) from None
 
 
+def jsonl_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of a JSON Lines file, split on "\n" only — the format's separator.
+    `str.splitlines()` also splits on U+2028, U+2029, U+0085 and other characters that `json.dumps(...,
+    ensure_ascii=False)` writes raw inside strings (models emit them), which would cut a valid line in two.
+    A trailing "\r" (a file saved with Windows line endings) is dropped; read lazily, line by line."""
+    with open(path, encoding="utf-8", newline="\n") as fh:
+        for n, line in enumerate(fh, 1):
+            yield n, line.rstrip("\n").removesuffix("\r")
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read a JSONL file, skipping a torn last line (from a killed writer)."""
     out: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for _, line in jsonl_lines(path):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
     return out
 
 

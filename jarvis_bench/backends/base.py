@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -21,9 +22,20 @@ class Request:
     messages: tuple[dict[str, str], ...]
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """`text` with each lone surrogate (half of a UTF-16 pair: a JSON "\\ud800" escape decodes to one, and
+    some servers and files carry them) replaced by U+FFFD. Such a string cannot be written as UTF-8, so
+    every file, cache and report would fail on it; everything else (U+2028, control characters) is kept."""
+    return _LONE_SURROGATE.sub("\ufffd", text) if _LONE_SURROGATE.search(text) else text
+
+
 @dataclass
 class Generation:
-    """One answer (or one failure: `error` set, `response` empty — never scored as text)."""
+    """One answer (or one failure: `error` set, `response` empty — never scored as text). Its texts are
+    always writable as UTF-8 (`valid_text`), whatever the backend received."""
 
     prompt_id: str
     variant: str
@@ -35,6 +47,12 @@ class Generation:
     batch_size: int = 1
     error: str | None = None
     cached: bool = field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.response, str):
+            self.response = valid_text(self.response)
+        if isinstance(self.error, str):
+            self.error = valid_text(self.error)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..adapters import BASE, Variant
 from ..config import Config
 from ..errors import ConfigError
-from ..fsutil import sha256_file
+from ..fsutil import jsonl_lines, sha256_file
 from ..text import strip_thinking
 from .base import Backend, Generation, Request
 
@@ -33,7 +33,11 @@ class ReplayBackend(Backend):
         if not path.is_file():
             return variants  # the backend reports the missing file
         names: dict[str, None] = {}
-        for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            lines = [line for _, line in jsonl_lines(path)]
+        except UnicodeDecodeError:
+            return variants  # the backend reports the encoding
+        for line in lines:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
@@ -62,7 +66,24 @@ class ReplayBackend(Backend):
     def prepare(self, variants: Sequence[Variant]) -> None:
         if not self.path.is_file():
             raise ConfigError(f"model.replay_file: {self.path} not found; point it to the JSONL of answers")
-        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            self._read()
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"model.replay_file: {self.path} is not UTF-8 text ({exc.reason}); save it as UTF-8"
+                              ) from None
+        ids = {p.id for p in self.cfg.prompts}
+        unknown = sorted({i for i, _ in self.answers} - ids)
+        if unknown:
+            raise ConfigError(f"{self.path}: unknown prompt id {unknown[0]!r} (not in the config's prompts); fix the id")
+        for v in variants:  # a variant the file never mentions is a mistake; a few gaps are failed answers
+            if not any(name == v.name for _, name in self.answers):
+                raise ConfigError(
+                    f"{self.path}: variant {v.name!r} has no answer at all; add its answers (\"variant\": "
+                    f"{json.dumps(v.name)}) or remove that adapter from the run"
+                )
+
+    def _read(self) -> None:
+        for n, line in jsonl_lines(self.path):
             if not line.strip():
                 continue
             try:
@@ -75,16 +96,6 @@ class ReplayBackend(Backend):
                     f'{self.path}:{n}: each line must be a JSON object with "id", "variant" and "response" ({exc})'
                 ) from None
             self.answers[key] = row
-        ids = {p.id for p in self.cfg.prompts}
-        unknown = sorted({i for i, _ in self.answers} - ids)
-        if unknown:
-            raise ConfigError(f"{self.path}: unknown prompt id {unknown[0]!r} (not in the config's prompts); fix the id")
-        for v in variants:  # a variant the file never mentions is a mistake; a few gaps are failed answers
-            if not any(name == v.name for _, name in self.answers):
-                raise ConfigError(
-                    f"{self.path}: variant {v.name!r} has no answer at all; add its answers (\"variant\": "
-                    f"{json.dumps(v.name)}) or remove that adapter from the run"
-                )
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.name, "file": str(self.path), "sha256": sha256_file(self.path)}
