@@ -492,17 +492,19 @@ def run_all(config_path: Path, *, demo: bool = False) -> list[Check]:
                         f"categories ({', '.join(cfg.categories)}), {len(cfg.tools)} tools"))
     from .backends import backend_class
 
+    try:  # the config's own backend, even with --demo (which replaces it): a misspelt name is said
+        backend = backend_class(cfg.model.backend)
+    except JarvisBenchError as exc:
+        checks.append(Check("FAIL", "backend", str(exc)))
+        return checks
     if demo:
         try:
             cfg = demo_mod.apply(cfg, base=demo_mod.cached_base_dir() or demo_mod.gguf_path().parent)
         except JarvisBenchError as exc:
             checks.append(Check("FAIL", "model", str(exc)))
             return checks
-    try:
         backend = backend_class(cfg.model.backend)
-    except JarvisBenchError as exc:
-        checks.append(Check("FAIL", "backend", str(exc)))
-        return checks
+    checks += backend.early_checks(cfg)
     if not backend.loads_model:
         checks += backend.setup_checks(cfg, None)
         checks.append(check_embedder(cfg))

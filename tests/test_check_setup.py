@@ -164,6 +164,9 @@ def test_unknown_backend_and_replay(capsys, tmp_path, config_data):
     data["model"]["backend"] = "transformer"
     code, out, _ = _run(capsys, "--config", str(write_config(tmp_path / "b.json", data)))
     assert code == 1 and 'did you mean "transformers"' in _lines(out, "FAIL", "backend")[0]
+    # --demo replaces the backend, but a misspelt one in the user's config is still said
+    code, out, _ = _run(capsys, "--config", str(tmp_path / "b.json"), "--demo")
+    assert code == 1 and 'did you mean "transformers"' in _lines(out, "FAIL", "backend")[0]
     data["model"].update(backend="replay", replay_file="answers.jsonl")
     code, out, _ = _run(capsys, "--config", str(write_config(tmp_path / "r.json", data)))
     assert code == 1 and str(tmp_path / "answers.jsonl") in _lines(out, "FAIL", "backend")[0]
@@ -208,3 +211,15 @@ def test_vllm_checks_what_the_engine_would_refuse(monkeypatch):
     cfg.model.quantization = "none"
     found = list(VllmBackend.setup_checks(cfg, moe))
     assert [c.status for c in found] == ["OK"] and "1 adapter(s) through one LoRA slot" in found[0].detail
+
+
+def test_vllm_without_a_gpu_is_said_before_the_model_checks(capsys, tmp_path, config_data, monkeypatch):
+    """Nothing else matters for the vllm backend without a CUDA GPU: that line comes first, as a user fixes it."""
+    monkeypatch.setattr(checks, "gpus", lambda: [])
+    data = json.loads(json.dumps(config_data))
+    data["model"]["backend"] = "vllm"
+    code, out, _ = _run(capsys, "--config", str(write_config(tmp_path / "v.json", data)))
+    lines = out.splitlines()
+    gpu = next(i for i, ln in enumerate(lines) if "needs a CUDA GPU" in ln)
+    model = next(i for i, ln in enumerate(lines) if ln[6:].startswith("model"))
+    assert code == 1 and lines[gpu].startswith("FAIL") and gpu < model

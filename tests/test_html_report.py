@@ -75,6 +75,14 @@ def test_english_page_and_escaping(demo_results):
     assert '<script>alert("x")</script>' not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
 
 
+def test_a_missing_metadata_value_shows_empty(demo_results):
+    """An older or hand-edited results file may lack a header field: shown empty, never "None"."""
+    for key in ("timestamp", "backend", "n_prompts"):
+        demo_results["metadata"].pop(key)
+    page = html_report.render(demo_results, "en")
+    assert "<b>None</b>" not in page and "Date: <b></b>" in page
+
+
 def test_incomplete_and_base_only_runs_render(demo_results, cfg):
     from jarvis_bench import analysis
 

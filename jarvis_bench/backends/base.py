@@ -69,8 +69,8 @@ class Backend:
     Every backend subclasses this and lives in its own module under `backends/`, registered in
     `backends/__init__.py`. The six methods without a default are the contract; the hooks below them have
     defaults that fit a backend which loads the model on this machine, and a backend overrides only
-    what it knows better. Class-level hooks (`check_requirements`, `discover`, `setup_checks`,
-    `where_it_ran`) are asked before any backend exists (check_setup, the report of a results file), so
+    what it knows better. Class-level hooks (`check_requirements`, `discover`, `early_checks`,
+    `setup_checks`, `where_it_ran`) are asked before any backend exists (check_setup, the report of a results file), so
     they must not import heavy libraries at module level. Nothing outside `backends/` (and the config
     schema) tests a backend's name: it asks the backend.
     """
@@ -140,6 +140,12 @@ class Backend:
         """The variants of a run, given the base and the adapters found on disk (the openai backend adds
         the names it asks the server for; the replay backend the variants its file names)."""
         return variants
+
+    @classmethod
+    def early_checks(cls, cfg: Config) -> Iterator[Check]:
+        """What check_setup asks of this backend right after the config, before the model checks: what
+        the machine must have for this backend at all (the vllm backend: a CUDA GPU)."""
+        return iter(())
 
     @classmethod
     def setup_checks(cls, cfg: Config, source: Any | None) -> Iterator[Check]:

@@ -237,15 +237,21 @@ class VllmBackend(Backend):
             )
 
     @classmethod
-    def setup_checks(cls, cfg: Config, source: Any | None) -> Iterator[Check]:
-        """A CUDA GPU, then what this backend would refuse at engine start or at an adapter's first request."""
-        from .. import sizing
-        from ..adapters import discover
+    def early_checks(cls, cfg: Config) -> Iterator[Check]:
+        """A CUDA GPU, said before the model checks (nothing else matters without one)."""
         from ..checks import Check, gpus
 
         if not gpus():
             yield Check("FAIL", "backend", "the vllm backend needs a CUDA GPU and torch sees none",
                         'use model.backend "transformers", or "openai" against a vLLM server elsewhere')
+
+    @classmethod
+    def setup_checks(cls, cfg: Config, source: Any | None) -> Iterator[Check]:
+        """What this backend would refuse at engine start or at an adapter's first request."""
+        from .. import sizing
+        from ..adapters import discover
+        from ..checks import Check
+
         src = source
 
         m = cfg.model

@@ -200,7 +200,7 @@ def _environment() -> Any:
     import jinja2
 
     return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
-                              keep_trailing_newline=False)
+                              finalize=lambda v: "" if v is None else v)  # a missing value shows empty, not "None"
 
 
 def render(data: dict[str, Any], lang: str = "fr") -> str:
