@@ -44,6 +44,11 @@ def resolve_embedder(name: str, base_dir: Path | None = None) -> str:
     return name
 
 
+#: Characters of a text given to the embedder. Its model reads 256 word pieces at most (a word piece is at
+#: most ~100 characters): more would be tokenized for nothing — seconds per megabyte of a looping answer.
+EMBED_CHARS = 32_000
+
+
 class Embedder:
     """sentence-transformers encoder with an on-disk cache of embeddings (SQLite)."""
 
@@ -73,6 +78,7 @@ class Embedder:
         return self._model
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        texts = [t[:EMBED_CHARS] for t in texts]
         out: list[np.ndarray | None] = [None] * len(texts)
         todo: dict[str, list[int]] = {}
         for i, t in enumerate(texts):

@@ -12,6 +12,11 @@ _SPACES = re.compile(r"\s+")
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 
 
+def clip(text: str, limit: int) -> tuple[str, int]:
+    """The first `limit` characters of `text` and how many were left out (0 when it fits)."""
+    return (text, 0) if len(text) <= limit else (text[:limit], len(text) - limit)
+
+
 def fold(text: str) -> str:
     """Lower-case and strip accents ("Écran" -> "ecran"); œ/æ are expanded."""
     text = text.lower().replace("œ", "oe").replace("æ", "ae").replace("’", "'")

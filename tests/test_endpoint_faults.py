@@ -20,7 +20,7 @@ class FlakyServer:
     """/v1/models lists "m"; /v1/chat/completions answers with the scripted statuses, then 200."""
 
     def __init__(self, script: list[int], *, reject_template_kwargs: bool = False, retry_after: str | None = None,
-                 delays: list[float] | None = None):
+                 delays: list[float] | None = None, reply=None):
         self.script = list(script)
         self.delays = list(delays or [])
         self.bodies: list[dict] = []
@@ -53,6 +53,8 @@ class FlakyServer:
                 if outer.script:
                     status = outer.script.pop(0)
                     return self._send(status, {"error": "scripted"}, [("Retry-After", retry_after)] if retry_after else ())
+                if reply is not None:  # the 200's body, whatever it is
+                    return self._send(200, reply)
                 message = {"content": "Je monte le son.", "tool_calls": [
                     {"type": "function", "function": {"name": "volume_up_tool", "arguments": "{}"}}]}
                 self._send(200, {"choices": [{"message": message, "finish_reason": "tool_calls"}],
@@ -198,3 +200,89 @@ def test_failed_answers_are_counted_not_cached_and_retried_next_run(tmp_path, co
     assert timing["from_cache"] == 0 and timing["errors"] == 0 and len(srv.bodies) == 4
     assert all(r["variants"]["base"]["response"].startswith("Je monte le son.") for r in second["results"])
     capsys.readouterr()
+
+
+# ----------------------------------------------------------------------------- replies that are not answers
+
+NOT_ANSWERS = [
+    ({"choices": []}, "an empty choices list"),
+    ({"id": "x", "object": "chat.completion"}, "no choices"),
+    ({"choices": [{"finish_reason": "stop"}]}, "no message"),
+    ({"choices": [{"message": {"role": "assistant"}, "finish_reason": "stop"}]}, "neither content nor tool_calls"),
+    ({"error": {"message": "model is overloaded"}, "choices": []}, "error in a 2xx reply"),
+    (["not", "an", "object"], "is a JSON list"),
+]
+
+
+@pytest.mark.parametrize("reply,reason", NOT_ANSWERS, ids=[r for _, r in NOT_ANSWERS])
+def test_a_2xx_that_is_not_an_answer_is_a_failed_answer_naming_url_and_reason(no_sleep, reply, reason):
+    srv = FlakyServer([], reply=reply)
+    try:
+        b, base, req = _backend(srv.url, max_retries=2)
+        (gen,) = list(b.generate(base, [req]))
+    finally:
+        srv.close()
+    assert gen.response == "" and gen.error and reason in gen.error and srv.url + "/chat/completions" in gen.error
+    assert len(srv.bodies) == 3 and "after 3 attempts" in gen.error  # retried like a 5xx
+
+
+def test_an_empty_answer_is_an_answer_and_length_marks_it_truncated(no_sleep):
+    srv = FlakyServer([], reply={"choices": [{"message": {"content": ""}, "finish_reason": "stop"}]})
+    try:
+        b, base, req = _backend(srv.url, max_retries=2)
+        (gen,) = list(b.generate(base, [req]))
+    finally:
+        srv.close()
+    assert gen.error is None and gen.response == "" and not gen.truncated and len(srv.bodies) == 1
+    srv = FlakyServer([], reply={"choices": [{"message": {"content": "Je"}, "finish_reason": "length"}]})
+    try:
+        b, base, req = _backend(srv.url)
+        (gen,) = list(b.generate(base, [req]))
+    finally:
+        srv.close()
+    assert gen.error is None and gen.response == "Je" and gen.truncated
+
+
+def test_a_server_ignoring_max_tokens_is_named_once(no_sleep, caplog):
+    long = {"choices": [{"message": {"content": "bla " * 3000}, "finish_reason": "stop"}],
+            "usage": {"completion_tokens": 3000}}
+    srv = FlakyServer([], reply=long)
+    try:
+        b, base, req = _backend(srv.url)
+        reqs = [Request(f"rt-0{i}", req.messages) for i in range(1, 4)]
+        with caplog.at_level("WARNING"):
+            gens = list(b.generate(base, reqs))
+    finally:
+        srv.close()
+    assert all(g.error is None for g in gens)
+    warned = [r.getMessage() for r in caplog.records if "ignores max_tokens" in r.getMessage()]
+    assert len(warned) == 1 and srv.url in warned[0] and "3000 tokens" in warned[0]
+
+
+def test_a_run_against_a_server_answering_no_choices_has_no_verdict(tmp_path, config_data, capsys, no_sleep):
+    """A misconfigured proxy answering {"choices": []} must not get a verdict (it would tell the user to
+    retrain a good adapter): INCOMPLETE, and the failed answers name the URL and what was missing."""
+    from jarvis_bench.commands import benchmark
+    from jarvis_bench.demo import DEMO_ADAPTER
+
+    from .conftest import write_config
+
+    srv = FlakyServer([], reply={"choices": []})
+    try:
+        data = json.loads(json.dumps(config_data))
+        data["model"].update(backend="openai", base="m", adapters=[str(DEMO_ADAPTER)], quantization="none",
+                             endpoint={"base_url": srv.url, "base_model": "m", "max_retries": 0, "recheck": False,
+                                       "adapter_models": {"jarvis-demo": "m-lora"}})
+        cfg = write_config(tmp_path / "c.json", data)
+        benchmark.main(["--config", str(cfg), "--output-dir", str(tmp_path / "out"), "--limit", "4"])
+    finally:
+        srv.close()
+    out = capsys.readouterr()
+    results = json.loads((tmp_path / "out" / "benchmark_results.json").read_text(encoding="utf-8"))
+    verdict = results["statistics"]["comparisons"]["jarvis-demo"]["verdict"]
+    assert verdict["level"] == "INCOMPLETE", verdict
+    errors = [a["error"] for r in results["results"] for a in r["variants"].values()]
+    assert all(e and "an empty choices list" in e and srv.url in e for e in errors)
+    line = " ".join(out.out[out.out.index("VERDICT"):].split())  # the verdict line, unwrapped (rich wraps)
+    assert "VERDICT jarvis-demo: INCOMPLETE" in line and "GOOD" not in out.out and "INSUFFICIENT" not in out.out
+    assert f"première erreur : reply from {srv.url}/chat/completions has an empty choices list" in line

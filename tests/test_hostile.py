@@ -175,6 +175,7 @@ def test_report_and_charts_on_a_full_disk(demo_run, tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 3 and len(err) == 1 and "cannot write" in err[0] and "benchmark_charts.png" in err[0]
     assert (tmp_path / "benchmark_charts.png").read_text(encoding="utf-8") == "previous\n"
+    assert (tmp_path / "benchmark_report.txt").read_text(encoding="utf-8") == "previous\n"  # no mixed set
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

@@ -162,3 +162,22 @@ def test_all_checkpoints_page_in_chromium_shows_the_chosen_adapter(demo_results,
     dom = _chromium(chromium, "--dump-dom", f"{path.as_uri()}?adapter=early").stdout
     hidden = set(re.findall(r'<t[hd] data-col="([^"]+)" hidden', dom))
     assert hidden == {"jarvis-demo"}
+
+
+@pytest.mark.timeout(120)  # a hang guard, not a speed target: a quadratic diff on these answers never ends
+def test_megabyte_answers_are_shown_up_to_the_cap_and_counted(demo_results, cfg):
+    """A model that loops (or a server ignoring max_tokens) returns megabytes: the page shows ANSWER_CHARS of
+    each answer and says how many more there are; flips.csv caps its cells the same way; the JSON keeps all."""
+    from jarvis_bench.reports import ANSWER_CHARS
+    from jarvis_bench.reports.flips import flips_csv
+
+    row = demo_results["results"][0]
+    loop = "ouvre chrome </script><b>x</b> " * 40_000  # ~1.2 MB
+    for name, a in row["variants"].items():
+        a["response"] = f"{name} " + loop
+    page = html_report.render(demo_results, "en")
+    more = len(row["variants"]["base"]["response"]) - ANSWER_CHARS
+    assert f"… {more} more characters" in page and len(page) < 400_000
+    assert "</script><b>" not in page and "&lt;/script&gt;&lt;b&gt;" in page
+    csv_text = flips_csv(demo_results, 0.1, "fr")
+    assert len(csv_text) < 100_000 and f"… {more} caractères de plus" in csv_text

@@ -83,6 +83,34 @@ def answer_text(message: dict[str, Any]) -> str:
     return "\n".join(p for p in parts if p).strip()
 
 
+#: A server whose answers exceed max_tokens by this factor (its usage, or ~8 characters per token of text)
+#: ignores the limit: one warning names it.
+OVERRUN = 1.5
+
+
+def reply_message(data: Any, url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The first choice and its message of a chat-completion reply, or `_Failed` (retryable, as a 5xx)
+    saying what the reply lacks: a 2xx that is not a chat completion is a failed answer, never an
+    empty one. An assistant message with `content: ""` is an answer (the model said nothing)."""
+    if not isinstance(data, dict):
+        raise _Failed(f"reply from {url} is a JSON {type(data).__name__}, not a chat completion", True)
+    if data.get("error"):  # some servers report an error inside a 200
+        err = data["error"]
+        detail = err.get("message") if isinstance(err, dict) else err
+        raise _Failed(f"error in a 2xx reply from {url}: {str(detail)[:200]}", True)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        what = "no choices" if choices is None else "an empty choices list" if choices == [] else "choices not a list"
+        raise _Failed(f"reply from {url} has {what}: not an answer", True)
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise _Failed(f"reply from {url} has no message in its first choice", True)
+    if message.get("content") is None and not message.get("tool_calls"):
+        raise _Failed(f"reply from {url} has a message with neither content nor tool_calls", True)
+    return choice, message
+
+
 def _names(entry: dict[str, Any]) -> set[str]:
     """The names one `/v1/models` entry answers to: its id and its aliases (llama-server lists the names
     given with --alias under "aliases")."""
@@ -315,6 +343,7 @@ class OpenAIBackend(Backend):
         self._httpx = httpx
         self._send_template_kwargs = True
         self._lock = threading.Lock()
+        self._overrun: set[str] = set()  # servers already warned about ignoring max_tokens
         self._rng = random.Random(cfg.generation.seed)
         self.variants: list[Variant] = []
         self._info: dict[str, Any] = {"device": "endpoint", "retries": 0}
@@ -548,14 +577,16 @@ class OpenAIBackend(Backend):
                 body["max_tokens"] = max_tokens
             try:
                 data = self._post(route.base_url, body)
-                choice = (data.get("choices") or [{}])[0]
-                message = choice.get("message") or {}
+                choice, message = reply_message(data, f"{route.base_url}/chat/completions")
                 text, thinking = strip_thinking(answer_text(message))
                 thinking += len(message.get("reasoning_content") or message.get("reasoning") or "")
-                usage = data.get("usage") or {}
+                usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+                tokens = usage.get("completion_tokens")
+                tokens = tokens if isinstance(tokens, int) and tokens >= 0 else 0
+                self._check_overrun(route.base_url, body.get("max_tokens"), tokens, len(text) + thinking)
                 return Generation(
                     prompt_id=request.prompt_id, variant=variant.name, response=text,
-                    tokens=int(usage.get("completion_tokens") or 0), latency_s=round(time.perf_counter() - t0, 3),
+                    tokens=tokens, latency_s=round(time.perf_counter() - t0, 3),
                     truncated=choice.get("finish_reason") == "length", thinking_chars=thinking,
                 )
             except _Failed as exc:
@@ -569,6 +600,21 @@ class OpenAIBackend(Backend):
                     log.debug("retrying %s/%s: %s", request.prompt_id, variant.name, exc)
                 time.sleep(backoff_s(attempt, exc.retry_after, self._rng))
                 attempt += 1
+
+    def _check_overrun(self, url: str, max_tokens: Any, tokens: int, chars: int) -> None:
+        """One warning per server that answers far past max_tokens (by its own count, or by the text's
+        length): it ignores the limit, so answers are longer, slower and not comparable with other runs."""
+        if not isinstance(max_tokens, int) or max_tokens <= 0:
+            return
+        if tokens <= OVERRUN * max_tokens and chars <= 8 * OVERRUN * max_tokens:
+            return
+        with self._lock:
+            if url in self._overrun:
+                return
+            self._overrun.add(url)
+        seen = f"{tokens} tokens" if tokens > OVERRUN * max_tokens else f"{chars} characters"
+        log.warning("%s returned %s for max_tokens %d: it ignores max_tokens (answers are longer and slower "
+                    "than asked, and not comparable with other servers').", url, seen, max_tokens)
 
     def generate(self, variant: Variant, requests: Sequence[Request]) -> Iterator[Generation]:
         """At most `endpoint.concurrency` requests in flight; answers are yielded as they finish."""

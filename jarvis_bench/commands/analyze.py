@@ -74,11 +74,13 @@ def run(args: argparse.Namespace) -> int:
         cfg = config.load(cfg_path)
         analysis.evaluate(data, cfg)
         results.write(inp.parent, data)
-        fsutil.atomic_write_text(inp.parent / "flips.csv", flips_csv(data, cfg.scoring.regression_tolerance))
-    report = txt.render(data, args.lang)
-    fsutil.atomic_write_text(out_dir / REPORT_FILE, report)
-    fsutil.atomic_write_text(out_dir / HTML_FILE, html.render(data, args.lang))
+        fsutil.atomic_write_text(inp.parent / "flips.csv", flips_csv(data, cfg.scoring.regression_tolerance, args.lang))
+    # Everything is rendered before anything is written: an interruption (Ctrl+C, SIGTERM) or an error
+    # while rendering leaves the previous reports as they were, never a new text beside an old page.
+    report, page = txt.render(data, args.lang), html.render(data, args.lang)
     charts.write(data, out_dir / CHARTS_FILE, args.lang)
+    fsutil.atomic_write_text(out_dir / REPORT_FILE, report)
+    fsutil.atomic_write_text(out_dir / HTML_FILE, page)
     if not args.quiet:
         print(report)
         print(f"Report: {out_dir / REPORT_FILE}\nHTML:   {out_dir / HTML_FILE}\nCharts: {out_dir / CHARTS_FILE}")

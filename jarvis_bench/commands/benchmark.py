@@ -149,7 +149,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         data["metadata"]["timings"]["scoring_s"] = round(time.perf_counter() - t_score, 3)
         data["metadata"]["timings"]["total_s"] = round(time.perf_counter() - t0, 3)
         path = results.write(out_dir, data)
-        fsutil.atomic_write_text(out_dir / FLIPS_FILE, flips_csv(data, cfg.scoring.regression_tolerance))
+        fsutil.atomic_write_text(out_dir / FLIPS_FILE, flips_csv(data, cfg.scoring.regression_tolerance, args.lang))
     if not args.quiet:
         console.summary(data, path, args.lang)
         if "statistics" in data:

@@ -40,8 +40,19 @@ def summary(data: dict[str, Any], path: Path, lang: str = "fr") -> None:
     console.print(c["results"].format(path=path, s=meta["timings"]["total_s"]))
 
 
+def _first_error(data: dict[str, Any], adapter: str) -> str | None:
+    """The first failed answer's error, base or adapter (it names the server or the file, and the reason)."""
+    for r in data["results"]:
+        for v in ("base", adapter):
+            err = (r["variants"].get(v) or {}).get("error")
+            if err:
+                return str(err)[:300]
+    return None
+
+
 def verdicts(data: dict[str, Any], lang: str = "fr") -> None:
     """Per category, base vs each adapter: relevance, delta, CI; then the verdict line."""
+    from rich.markup import escape
     from rich.table import Table
 
     c = T[lang]["console"]
@@ -52,8 +63,10 @@ def verdicts(data: dict[str, Any], lang: str = "fr") -> None:
         if "verdict" not in cmp:
             continue
         v = cmp["verdict"]
+        err = _first_error(data, name) if v["level"] == "INCOMPLETE" else None
+        why = escape(c["first_error"].format(e=err)) if err else ""  # an error text is not rich markup
         if v["relevance_gain"] is None:  # no prompt that every variant answered
-            console.print(c["no_answer"].format(name=name, m=v["missing_answers"]))
+            console.print(c["no_answer"].format(name=name, m=v["missing_answers"]) + why)
             continue
         table = Table(title=c["table"].format(name=name), title_justify="left")
         for i, col in enumerate(c["cmp_columns"]):
@@ -72,7 +85,7 @@ def verdicts(data: dict[str, Any], lang: str = "fr") -> None:
                                         sig=c["sig"] if v["significant"] else c["nosig"], p=v["p_value"])
         if v["level"] == "INCOMPLETE":
             console.print(c["incomplete"].format(name=name, m=v["missing_answers"], c=v["complete_prompts"],
-                                                 measured=measured))
+                                                 measured=measured) + why)
         else:
             console.print(c["verdict"].format(name=name, level=v["level"], measured=measured))
     if len(st["ranking"]) > 1:

@@ -20,10 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis import flip_status, relevance_of
+from ..text import clip
+from . import ANSWER_CHARS
 from .messages import T
 from .txt import where_it_ran, why
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+#: Above this many characters on either side, an answer is shown without its word diff against the base:
+#: difflib is quadratic in the number of words (~0.06 s for two answers of 2,000 characters here).
+DIFF_CHARS = 2000
 
 def _e(x: Any) -> str:
     return html.escape("" if x is None else str(x))
@@ -49,24 +54,29 @@ def _diff(base: str, tuned: str) -> str:
 
 
 def _answer(ans: dict[str, Any] | None, base_text: str | None, t: dict[str, Any], lang: str) -> dict[str, Any]:
-    """What the template shows of one answer: the text (with its word diff against the base), why it
-    scored what it did, and notes (thinking stripped, cut at max_new_tokens)."""
+    """What the template shows of one answer: the text up to ANSWER_CHARS (with its word diff against the
+    base when both are short enough), why it scored what it did, and notes (thinking stripped, cut at
+    max_new_tokens, characters not shown)."""
     from markupsafe import Markup
 
     if not ans:
         return {"missing": True}
     if ans.get("error"):
-        return {"missing": False, "error": ans["error"]}
-    text = ans.get("response", "")
+        return {"missing": False, "error": clip(str(ans["error"]), ANSWER_CHARS)[0]}
+    text = str(ans.get("response") or "")
+    shown, more = clip(text, ANSWER_CHARS)
     notes = []
     if ans.get("thinking_chars"):
         notes.append(t["thinking"].format(n=ans["thinking_chars"]))
     if ans.get("truncated"):
         notes.append(t["truncated"])
+    if more:
+        notes.append(T[lang]["more_chars"].format(n=more))
     m = ans.get("metrics") or {}
     rel = f'{t["relevance"]} {m["relevance"]:.2f} · ' if m.get("relevance") is not None else ""
+    diff = base_text is not None and len(base_text) <= DIFF_CHARS and len(text) <= DIFF_CHARS
     return {"missing": False, "error": None,
-            "body": Markup(_diff(base_text, text) if base_text is not None else _e(text)),
+            "body": Markup(_diff(base_text, text) if diff else _e(shown)),
             "why": f"{rel}{why(m, lang) if m else ''}", "notes": " · ".join(notes)}
 
 

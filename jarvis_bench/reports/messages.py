@@ -44,6 +44,7 @@ TEXT = {
         "ranking": "Classement des adaptateurs : {r} (meilleur : {b})",
         "answer": "réponse", "points": " pts", "why": "pourquoi",
         "no_adapter": "Aucun adaptateur : seul le modèle de base a été évalué.",
+        "more_chars": "… {n} caractères de plus (texte complet dans benchmark_results.json)",
     },
     "en": {
         "title": "JARVIS BENCHMARK REPORT — base vs LoRA fine-tune",
@@ -74,6 +75,7 @@ TEXT = {
         "ranking": "Adapter ranking: {r} (best: {b})",
         "answer": "answer", "points": " pts", "why": "why",
         "no_adapter": "No adapter: only the base model was evaluated.",
+        "more_chars": "… {n} more characters (the whole text is in benchmark_results.json)",
     },
 }
 
@@ -159,6 +161,7 @@ CONSOLE = {
                        "la même commande pour terminer · mesuré sur les {c} prompts complets seulement : {measured}"),
         "verdict": "VERDICT {name}: [bold]{level}[/bold] · {measured}",
         "ranking": "Classement: {r} · meilleur: {b}",
+        "first_error": " · première erreur : {e}",
     },
     "en": {
         "columns": ("variant", "answers", "cache", "errors", "truncated", "generation (s)", "tokens/s"),
@@ -175,6 +178,7 @@ CONSOLE = {
                        "command to finish · measured on the {c} complete prompts alone: {measured}"),
         "verdict": "VERDICT {name}: [bold]{level}[/bold] · {measured}",
         "ranking": "Ranking: {r} · best: {b}",
+        "first_error": " · first error: {e}",
     },
 }
 
