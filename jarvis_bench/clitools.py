@@ -51,23 +51,26 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
         tl.disable_progress_bar()
 
 
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM (a CI timeout, `kill`, a closing terminal) stops like Ctrl-C: finished answers are kept."""
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """SIGTERM (a CI timeout, `kill`, a closing terminal) stops like Ctrl-C: finished answers are kept.
+    Returns what puts the previous handler back (a caller that runs a door in-process, a test or the
+    launcher, must not be left with SIGTERM turned into KeyboardInterrupt after the door returned)."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
-        return
+        return lambda: None
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def guarded(body: Callable[[], int], *, debug: bool = False) -> int:
     """Run `body`; a user-facing error becomes one line on stderr and its exit code."""
-    _sigterm_as_interrupt()
+    restore = _sigterm_as_interrupt()
     try:
         return body()
     except JarvisBenchError as exc:
@@ -80,3 +83,5 @@ def guarded(body: Callable[[], int], *, debug: bool = False) -> int:
             raise
         print("interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        restore()

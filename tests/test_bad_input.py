@@ -168,3 +168,21 @@ def test_remote_code_is_off_unless_asked(config_data):
 
     assert config.ModelSection().trust_remote_code is False
     assert config_data["model"].get("trust_remote_code", False) is False
+
+
+def test_a_door_run_in_process_gives_sigterm_back(tmp_path, capsys):
+    """A door (analyze.main here) turns SIGTERM into a clean stop while it runs, and puts the caller's handler back
+    when it returns (a test runner or a launcher calling it in-process must not inherit it)."""
+    import signal
+
+    from jarvis_bench.commands import analyze
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert analyze.main(["--input", str(tmp_path / "none.json"), "--quiet"]) == 2
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
