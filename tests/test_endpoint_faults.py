@@ -130,6 +130,22 @@ def test_retry_after_is_honoured(no_sleep):
     assert no_sleep == [3.0]
 
 
+def test_retry_after_as_an_http_date_is_honoured(no_sleep):
+    """Retry-After may be an HTTP date (RFC 9110): the wait is the time until then, capped; a date past is 0."""
+    import email.utils
+    import time
+
+    srv = FlakyServer([429, 503], retry_after=email.utils.formatdate(time.time() + 4, usegmt=True))
+    try:
+        b, base, req = _backend(srv.url)
+        (gen,) = list(b.generate(base, [req]))
+    finally:
+        srv.close()
+    assert gen.error is None and len(no_sleep) == 2 and all(2.0 < w <= 4.0 for w in no_sleep), no_sleep
+    assert endpoint.backoff_s(0, "Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert endpoint.backoff_s(0, "Sun, 01 Jan 2090 00:00:00 GMT") == endpoint.BACKOFF_CAP_S
+
+
 def test_server_without_chat_template_kwargs(no_sleep):
     srv = FlakyServer([], reject_template_kwargs=True)
     try:

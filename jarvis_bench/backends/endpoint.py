@@ -55,14 +55,28 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 20.0
 
 
+def retry_after_s(value: str, now: float | None = None) -> float | None:
+    """A Retry-After header in seconds: a number of seconds, or an HTTP date (RFC 9110) from now; None
+    when it is neither."""
+    import email.utils
+
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.timestamp() - (time.time() if now is None else now)
+
+
 def backoff_s(attempt: int, retry_after: str | None = None, rng: random.Random | None = None) -> float:
-    """Seconds to wait before retry `attempt` (0-based): Retry-After when the server gives one (capped),
-    else exponential with +-50 % jitter so parallel clients do not retry in lockstep."""
-    if retry_after:
-        try:
-            return min(max(float(retry_after), 0.0), BACKOFF_CAP_S)
-        except ValueError:
-            pass
+    """Seconds to wait before retry `attempt` (0-based): Retry-After when the server gives one (seconds or
+    an HTTP date; capped), else exponential with +-50 % jitter so parallel clients do not retry in lockstep."""
+    wait = retry_after_s(retry_after) if retry_after else None
+    if wait is not None and wait == wait:  # not NaN
+        return min(max(wait, 0.0), BACKOFF_CAP_S)
     r = (rng or random).uniform(0.5, 1.5)
     return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt * r)
 
