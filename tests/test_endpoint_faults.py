@@ -20,7 +20,8 @@ class FlakyServer:
     """/v1/models lists "m"; /v1/chat/completions answers with the scripted statuses, then 200."""
 
     def __init__(self, script: list[int], *, reject_template_kwargs: bool = False, retry_after: str | None = None,
-                 delays: list[float] | None = None, reply=None):
+                 delays: list[float] | None = None, reply=None, raw: tuple[str, bytes, int] | None = None,
+                 hang_up: bool = False):
         self.script = list(script)
         self.delays = list(delays or [])
         self.bodies: list[dict] = []
@@ -53,6 +54,18 @@ class FlakyServer:
                 if outer.script:
                     status = outer.script.pop(0)
                     return self._send(status, {"error": "scripted"}, [("Retry-After", retry_after)] if retry_after else ())
+                if hang_up:  # a server dying mid-request: the connection closes, no response at all
+                    self.close_connection = True
+                    return None
+                if raw is not None:  # (Content-Type, body, declared Content-Length): a page, a cut body
+                    ctype, data, length = raw
+                    self.send_response(200)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(length))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    self.close_connection = True
+                    return None
                 if reply is not None:  # the 200's body, whatever it is
                     return self._send(200, reply)
                 message = {"content": "Je monte le son.", "tool_calls": [
@@ -302,3 +315,36 @@ def test_a_run_against_a_server_answering_no_choices_has_no_verdict(tmp_path, co
     line = " ".join(out.out[out.out.index("VERDICT"):].split())  # the verdict line, unwrapped (rich wraps)
     assert "VERDICT jarvis-demo: INCOMPLETE" in line and "GOOD" not in out.out and "INSUFFICIENT" not in out.out
     assert f"première erreur : reply from {srv.url}/chat/completions has an empty choices list" in line
+
+
+FAULTS = [
+    ({"raw": ("text/html", b"<html><body>502 Bad Gateway</body></html>", 41)},
+     "invalid JSON (text/html: '<html><body>502 Bad Gateway</body></html>')"),
+    ({"raw": ("application/json", b'{"choices": [{"message": {"content": "Je mo', 200)},
+     "received 43 bytes, expected 200"),  # a body cut short
+    ({"hang_up": True}, "disconnected without sending a response"),
+]
+
+
+@pytest.mark.parametrize("fault,reason", FAULTS, ids=["html-page", "truncated-body", "hang-up"])
+def test_a_page_a_cut_body_or_a_hang_up_is_a_failed_answer_naming_the_url(no_sleep, fault, reason):
+    srv = FlakyServer([], **fault)
+    try:
+        b, base, req = _backend(srv.url, max_retries=1)
+        (gen,) = list(b.generate(base, [req]))
+    finally:
+        srv.close()
+    assert gen.response == "" and reason in gen.error and srv.url in gen.error and "after 2 attempts" in gen.error
+
+
+def test_megabytes_of_answer_are_kept_whole_and_the_server_named(no_sleep, caplog):
+    huge = "Je monte le son. " * 200_000  # 3.4 MB: a server ignoring max_tokens, a model looping
+    srv = FlakyServer([], reply={"choices": [{"message": {"content": huge}, "finish_reason": "stop"}]})
+    try:
+        b, base, req = _backend(srv.url)
+        with caplog.at_level("WARNING"):
+            (gen,) = list(b.generate(base, [req]))
+    finally:
+        srv.close()
+    assert gen.error is None and gen.response == huge.strip()
+    assert any("ignores max_tokens" in r.getMessage() and srv.url in r.getMessage() for r in caplog.records)

@@ -575,8 +575,10 @@ class OpenAIBackend(Backend):
                           resp.headers.get("retry-after"))
         try:
             return resp.json()
-        except ValueError:
-            raise _Failed(f"invalid JSON from {url}", True) from None
+        except ValueError:  # a proxy's error page, a body cut short
+            ctype = resp.headers.get("content-type", "no Content-Type").split(";")[0]
+            start = " ".join(resp.text[:80].split())
+            raise _Failed(f"invalid JSON ({ctype}: {start!r}) from {url}", True) from None
 
     def _one(self, variant: Variant, request: Request, max_tokens: int | None = None,
              retries: int | None = None) -> Generation:
