@@ -21,7 +21,7 @@ class FlakyServer:
 
     def __init__(self, script: list[int], *, reject_template_kwargs: bool = False, retry_after: str | None = None,
                  delays: list[float] | None = None, reply=None, raw: tuple[str, bytes, int] | None = None,
-                 hang_up: bool = False):
+                 hang_up: bool = False, answers_before_dying: int | None = None, port: int = 0):
         self.script = list(script)
         self.delays = list(delays or [])
         self.bodies: list[dict] = []
@@ -54,7 +54,8 @@ class FlakyServer:
                 if outer.script:
                     status = outer.script.pop(0)
                     return self._send(status, {"error": "scripted"}, [("Retry-After", retry_after)] if retry_after else ())
-                if hang_up:  # a server dying mid-request: the connection closes, no response at all
+                dead = answers_before_dying is not None and len(outer.bodies) > answers_before_dying
+                if hang_up or dead:  # a server dying mid-request: the connection closes, no response at all
                     self.close_connection = True
                     return None
                 if raw is not None:  # (Content-Type, body, declared Content-Length): a page, a cut body
@@ -73,12 +74,13 @@ class FlakyServer:
                 self._send(200, {"choices": [{"message": message, "finish_reason": "tool_calls"}],
                                  "usage": {"completion_tokens": 12}})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self):
         self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -348,3 +350,41 @@ def test_megabytes_of_answer_are_kept_whole_and_the_server_named(no_sleep, caplo
         srv.close()
     assert gen.error is None and gen.response == huge.strip()
     assert any("ignores max_tokens" in r.getMessage() and srv.url in r.getMessage() for r in caplog.records)
+
+
+def test_a_server_dying_mid_run_keeps_what_it_answered_and_the_rerun_finishes(tmp_path, config_data, capsys, no_sleep):
+    """3 answers, then every connection is dropped: the 3 are kept, the others are failed answers naming the
+    server, no verdict; the same command against a live server generates only the missing ones."""
+    from jarvis_bench.commands import benchmark
+    from jarvis_bench.demo import DEMO_ADAPTER
+
+    from .conftest import write_config
+
+    def run(srv):
+        data = json.loads(json.dumps(config_data))
+        data["model"].update(backend="openai", base="m", adapters=[str(DEMO_ADAPTER)], quantization="none",
+                             endpoint={"base_url": srv.url, "base_model": "m", "max_retries": 1, "recheck": False,
+                                       "concurrency": 1, "adapter_models": {"jarvis-demo": "m-lora"}})
+        cfg = write_config(tmp_path / "c.json", data)
+        code = benchmark.main(["--config", str(cfg), "--output-dir", str(tmp_path / "out"), "--limit", "4", "--quiet"])
+        return code, json.loads((tmp_path / "out" / "benchmark_results.json").read_text(encoding="utf-8"))
+
+    dying = FlakyServer([], answers_before_dying=3)
+    try:
+        _, first = run(dying)
+    finally:
+        dying.close()
+    answers = [a for r in first["results"] for a in r["variants"].values()]
+    kept = [a for a in answers if not a["error"]]
+    assert len(kept) == 3 and all(a["response"].startswith("Je monte le son.") for a in kept)
+    assert all("disconnected" in a["error"] and dying.url in a["error"] for a in answers if a["error"])
+    assert first["statistics"]["comparisons"]["jarvis-demo"]["verdict"]["level"] == "INCOMPLETE"
+    live = FlakyServer([], port=dying.httpd.server_address[1])  # the same server, back up (same URL: same cache keys)
+    try:
+        code, second = run(live)
+    finally:
+        live.close()
+    per = second["metadata"]["timings"]["per_variant"]
+    assert code == 0 and second["metadata"]["complete"] and sum(t["from_cache"] for t in per.values()) == 3
+    assert len(live.bodies) == 5
+    capsys.readouterr()
