@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     model = get_peft_model(model, lora)
     model.print_trainable_parameters()
 
-    rows = [json.loads(line) for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for line in args.data.read_text(encoding="utf-8").split("\n") if line.strip()]
     tools = chat.tools(cfg)
     examples = []
     for r in rows:

@@ -22,7 +22,7 @@ LABELS = ("tool_correct", "args_correct", "correction_correct", "keywords_presen
 
 
 def _rows() -> list[dict]:
-    return [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def _judgement(label: str, m: dict):

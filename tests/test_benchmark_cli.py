@@ -40,8 +40,8 @@ def test_demo_end_to_end(demo_run):
         for v in r["variants"].values():
             assert v["response"].strip() and v["error"] is None and v["tokens"] > 0
             assert set(v) >= {"response", "tokens", "latency_s", "truncated", "error"}
-    lines = (demo_run["out"] / "generations.jsonl").read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 60
+    lines = (demo_run["out"] / "generations.jsonl").read_text(encoding="utf-8").split("\n")
+    assert len(lines) == 61 and lines[-1] == ""  # JSON Lines: one per answer, split on "\n" only
 
 
 def test_demo_adapter_routes_tools_and_base_does_not(demo_run):
@@ -280,7 +280,7 @@ def test_a_model_too_big_for_the_ram_is_refused_before_loading(monkeypatch, tmp_
 def test_replay_scores_answers_produced_elsewhere(tmp_path, config_data):
     """No adapter folder at all: the variants are the ones the file names; ranking and verdicts follow."""
     cfg = _replay_setup(tmp_path, config_data, variants=("base", "remote-ft", "remote-ft2"))
-    rows = [json.loads(x) for x in (tmp_path / "answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = [json.loads(x) for x in (tmp_path / "answers.jsonl").read_text(encoding="utf-8").split("\n") if x]
     tools = {p["id"]: p.get("expected_tool") for p in config_data["prompts"]}
     for r in rows:  # remote-ft calls the expected tool: it must win
         if r["variant"] == "remote-ft" and tools[r["id"]]:
@@ -301,7 +301,7 @@ def test_tool_credit_setting_reaches_the_scorer(tmp_path, config_data, credit, c
     data = json.loads(json.dumps(config_data))
     data["scoring"]["tool_credit"] = credit
     cfg = _replay_setup(tmp_path, data)
-    rows = [json.loads(x) for x in (tmp_path / "answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = [json.loads(x) for x in (tmp_path / "answers.jsonl").read_text(encoding="utf-8").split("\n") if x]
     for r in rows:
         if r["id"] == "rt-01":
             r["response"] = "D'accord, je monte le son."

@@ -14,7 +14,7 @@ from .conftest import CONFIG
 
 def _train_prompts():
     path = demo.DEMO_DIR / "train_data.jsonl"
-    return [json.loads(line)["prompt"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line)["prompt"] for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def test_training_data_is_disjoint_from_the_benchmark():
