@@ -181,3 +181,17 @@ def test_megabyte_answers_are_shown_up_to_the_cap_and_counted(demo_results, cfg)
     assert "</script><b>" not in page and "&lt;/script&gt;&lt;b&gt;" in page
     csv_text = flips_csv(demo_results, 0.1, "fr")
     assert len(csv_text) < 100_000 and f"… {more} caractères de plus" in csv_text
+
+
+def test_a_page_of_megabyte_answers_renders_in_chromium(demo_results, tmp_path, chromium):
+    """60 answers of 1 MB each (a looping model): the page stays small and a real browser shows every row."""
+    loop = "ouvre chrome </script><b>x</b> " * 32_000
+    for r in demo_results["results"]:
+        for name, a in r["variants"].items():
+            a["response"] = f"{name} " + loop
+    path = tmp_path / "p.html"
+    path.write_text(html_report.render(demo_results, "fr"), encoding="utf-8")
+    assert path.stat().st_size < 2_000_000
+    shown = _chromium(chromium, "--dump-dom", path.as_uri())
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert sum(_rows(shown.stdout).rows.values()) == 30 and "caractères de plus" in shown.stdout
