@@ -1,7 +1,7 @@
 """Backend registry: backend name -> the module and class that implement it.
 
 A backend module imports only the standard library and jarvis_bench at module level, so its class can
-be asked its class-level hooks (`check_requirements`, `discover`, `setup_checks`, `where_it_ran`)
+be asked its class-level hooks (`check_requirements`, `discover`, `early_checks`, `setup_checks`, `where_it_ran`)
 without torch, vLLM or httpx; the heavy libraries are imported when a backend is constructed.
 """
 

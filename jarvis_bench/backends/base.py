@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -63,16 +64,17 @@ class Generation:
         return cls(**known)
 
 
-class Backend:
+class Backend(ABC):
     """A place that can answer prompts for the base and for each adapter.
 
     Every backend subclasses this and lives in its own module under `backends/`, registered in
-    `backends/__init__.py`. The six methods without a default are the contract; the hooks below them have
-    defaults that fit a backend which loads the model on this machine, and a backend overrides only
-    what it knows better. Class-level hooks (`check_requirements`, `discover`, `early_checks`,
-    `setup_checks`, `where_it_ran`) are asked before any backend exists (check_setup, the report of a results file), so
-    they must not import heavy libraries at module level. Nothing outside `backends/` (and the config
-    schema) tests a backend's name: it asks the backend.
+    `backends/__init__.py`. The five abstract methods are the contract (a subclass missing one cannot be
+    created); the hooks below them have defaults that fit a backend which loads the model on this
+    machine, and a backend overrides only what it knows better. Class-level hooks
+    (`check_requirements`, `discover`, `early_checks`, `setup_checks`, `where_it_ran`) are asked before
+    any backend exists (check_setup, the report of a results file), so they must not import heavy
+    libraries at module level. Nothing outside `backends/` (and the config schema) tests a backend's
+    name: it asks the backend.
     """
 
     name: ClassVar[str]
@@ -82,25 +84,30 @@ class Backend:
 
     # ------------------------------------------------------------------ the contract
 
+    @abstractmethod
     def prepare(self, variants: Sequence[Variant]) -> None:
         """Cheap setup (tokenizer, endpoint check). Heavy loading waits for the first generate()."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def identity(self) -> dict[str, Any]:
         """What identifies the model weights and settings (goes into every cache key)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def render(self, request: Request) -> str:
         """The exact input the model sees for this request (part of the cache key)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def generate(self, variant: Variant, requests: Sequence[Request]) -> Iterator[Generation]:
         """Answer `requests` with `variant`, yielding each answer as soon as it is finished."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def info(self) -> dict[str, Any]:
         """Device, dtype, load time, peak memory… for the results' metadata."""
-        raise NotImplementedError
+        ...
 
     def close(self) -> None:
         """Free the model."""

@@ -34,16 +34,15 @@ class ReplayBackend(Backend):
             return variants  # the backend reports the missing file
         names: dict[str, None] = {}
         try:
-            lines = [line for _, line in jsonl_lines(path)]
+            for _, line in jsonl_lines(path):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # the backend reports the bad line with its number
+                if isinstance(row, dict) and isinstance(row.get("variant"), str):
+                    names.setdefault(row["variant"])
         except UnicodeDecodeError:
             return variants  # the backend reports the encoding
-        for line in lines:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # the backend reports the bad line with its number
-            if isinstance(row, dict) and isinstance(row.get("variant"), str):
-                names.setdefault(row["variant"])
         known = {v.name for v in variants}
         return variants + [Variant(name=n, served_as=n) for n in names if n not in known and n != BASE]
 
