@@ -221,6 +221,14 @@ class ThresholdsSection(_Strict):
         return self
 
 
+class RobustnessSection(_Strict):
+    """Noisy-speech variants of the prompts: what a French speech recogniser plausibly writes for them."""
+
+    variants_per_prompt: int = Field(0, ge=0, le=20)
+    """Noisy variants generated for every prompt with an expected tool (0 = none; --noisy N). They are
+    answered and scored like the prompts, reported beside the clean results, never in the verdict."""
+
+
 class ToolParameter(_Strict):
     type: Literal["string", "integer", "number", "boolean"] = "string"
     """JSON type of the argument."""
@@ -295,6 +303,11 @@ class Config(_Strict):
     """How answers are scored."""
     thresholds: ThresholdsSection = ThresholdsSection()
     """The verdict rule's thresholds (the seed's defaults)."""
+    robustness: RobustnessSection = RobustnessSection()
+    """Noisy-speech variants (robustness to recognition errors)."""
+    training_data: list[str] = []
+    """The adapter's training files (JSONL/JSON: prompt/response, Alpaca, chat messages, ShareGPT; relative
+    paths: to the config file): benchmark prompts found in them are reported as seen (--train-data)."""
     correction_categories: list[str] = ["corrections_vocales"]
     """Categories whose prompts must carry expected_correction."""
     tools: list[Tool] = Field(min_length=1)

@@ -28,8 +28,13 @@ def generate(
     argv: Sequence[str] | None = None,
     started: float | None = None,
     skip_too_long: bool = False,
+    noisy: Sequence[Any] = (),
 ) -> tuple[dict[str, Any], runner.RunOutcome]:
-    """Answer `prompts` with every variant from one model load; the results dict (unscored) + outcome."""
+    """Answer `prompts` (and their `noisy` variants, `noisy.Variant`s) with every variant from one model load;
+    the results dict (unscored) + outcome."""
+    from .noisy import specs
+
+    asked = [*prompts, *specs(noisy, prompts)]
     t0 = started if started is not None else time.perf_counter()
     backend = backends.create(cfg, device=device)
     log.info(
@@ -40,11 +45,11 @@ def generate(
         t_prep = time.perf_counter()
         backend.prepare(variants)
         prepare_s = time.perf_counter() - t_prep
-        outcome = runner.run(cfg, backend, variants, prompts, out_dir=out_dir, cache=cache, progress=progress,
+        outcome = runner.run(cfg, backend, variants, asked, out_dir=out_dir, cache=cache, progress=progress,
                              skip_too_long=skip_too_long)
         info = backend.info()
     finally:
         backend.close()
     timings = {"prepare_s": round(prepare_s, 3), "total_s": round(time.perf_counter() - t0, 3)}
-    data = results.build(cfg, variants, prompts, outcome, backend_info=info, timings=timings, argv=argv)
+    data = results.build(cfg, variants, prompts, outcome, backend_info=info, timings=timings, argv=argv, noisy=noisy)
     return data, outcome

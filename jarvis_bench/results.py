@@ -56,7 +56,10 @@ def build(
     backend_info: dict[str, Any],
     timings: dict[str, float],
     argv: Sequence[str] | None = None,
+    noisy: Sequence[Any] = (),
 ) -> dict[str, Any]:
+    """The results dict. Noisy-speech variants (`noisy.Variant`s of `prompts`) go to `noisy_results`, rows
+    of the same shape with their `source_id` and noise `rules`: never in `results`, never in the verdict."""
     adapters = [v for v in variants if not v.is_base]
     skipped = {s["id"] for s in outcome.skipped}
     metadata_block = {
@@ -77,7 +80,7 @@ def build(
         "versions": versions(),
         "platform": {"system": platform.system(), "machine": platform.machine(), "python": sys.version.split()[0]},
         "command": list(argv) if argv is not None else None,
-        "n_prompts": len(prompts) - len(skipped),
+        "n_prompts": len(prompts) - len(skipped & {p.id for p in prompts}),
         "categories": list(dict.fromkeys(p.category for p in prompts)),
         "complete": outcome.missing == 0,
         "timed_out": outcome.timed_out,
@@ -89,31 +92,32 @@ def build(
             "per_variant": {v.name: _variant_timing(outcome, v.name) for v in variants},
         },
     }
-    results = []
-    for p in prompts:
-        if p.id in skipped:  # listed in metadata.skipped_prompts, judged on the others
-            continue
-        entry: dict[str, Any] = {
-            "id": p.id,
-            "category": p.category,
-            "prompt": p.prompt,
-            "expected_tool": p.expected_tool,
-            "variants": {},
-        }
+    def row(pid: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for v in variants:
-            g = outcome.generations.get((p.id, v.name))
-            if g is None:
-                continue
-            entry["variants"][v.name] = {
-                "response": g.response,
-                "tokens": g.tokens,
-                "latency_s": g.latency_s,
-                "truncated": g.truncated,
-                "thinking_chars": g.thinking_chars,
-                "error": g.error,
-            }
-        results.append(entry)
-    return {"metadata": metadata_block, "results": results}
+            g = outcome.generations.get((pid, v.name))
+            if g is not None:
+                out[v.name] = {"response": g.response, "tokens": g.tokens, "latency_s": g.latency_s,
+                               "truncated": g.truncated, "thinking_chars": g.thinking_chars, "error": g.error}
+        return out
+
+    results = [{"id": p.id, "category": p.category, "prompt": p.prompt, "expected_tool": p.expected_tool,
+                "variants": row(p.id)}
+               for p in prompts if p.id not in skipped]  # skipped: listed in metadata.skipped_prompts
+    category = {p.id: p.category for p in prompts}
+    noisy_rows = [{"id": v.id, "source_id": v.source_id, "category": category[v.source_id], "prompt": v.text,
+                   "rules": v.rules, "phoneme_distance": v.phoneme_distance, "variants": row(v.id)}
+                  for v in noisy if v.id not in skipped and v.source_id not in skipped]
+    data: dict[str, Any] = {"metadata": metadata_block, "results": results}
+    if noisy:
+        from . import noisy as noise
+
+        metadata_block["robustness"] = {"variants_per_prompt": cfg.robustness.variants_per_prompt,
+                                        "seed": cfg.generation.seed, "noisy_prompts": len(noisy_rows),
+                                        "max_phoneme_distance": noise.MAX_PHONEME_DISTANCE,
+                                        "phonemiser": noise.phonemes.version()}
+        data["noisy_results"] = noisy_rows
+    return data
 
 
 def write(out_dir: Path, data: dict[str, Any]) -> Path:

@@ -118,11 +118,16 @@ def score(data: dict[str, Any], cfg: Config, embed: EmbedFn | None) -> dict[str,
             texts.append(text)
         return index[text]
 
+    from .noisy import spec as noisy_spec
+
     pending = []
-    for r in data["results"]:
-        spec = specs.get(r["id"])
+    rows = [(r, specs.get(r["id"])) for r in data["results"]]
+    rows += [(r, noisy_spec(r["prompt"], r["id"], specs[r["source_id"]]) if r.get("source_id") in specs else None)
+             for r in data.get("noisy_results") or []]
+    for r, spec in rows:
         if spec is None:
-            raise ConfigError(f"result {r['id']!r} has no prompt in the config; rescore with the config that made it")
+            raise ConfigError(f"result {r.get('source_id') or r['id']!r} has no prompt in the config; rescore with "
+                              "the config that made it")
         for name, ans in r["variants"].items():
             if ans.get("error"):
                 ans["metrics"] = None

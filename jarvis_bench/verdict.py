@@ -35,17 +35,21 @@ def decide(relevance: dict[str, Any], keyword_hits: dict[str, Any], regressions:
     MODERATE = gain in [moderate%, good%] or above good% failing another condition; else INSUFFICIENT."""
     gain = relevance["gain"]
     kw_gain = keyword_hits["delta"]
-    checks = {
-        "relevance_gain": gain > th.good_relevance_gain_pct,
-        "keyword_gain": kw_gain > th.min_keyword_gain,
-        "no_regression": regressions <= th.max_regressions,
-    }
-    if all(checks.values()):
-        level = GOOD
-    elif gain >= th.moderate_relevance_gain_pct:
-        level = MODERATE
-    else:
-        level = INSUFFICIENT
+
+    def rule(g: float) -> tuple[str, dict[str, bool]]:
+        checks = {
+            "relevance_gain": g > th.good_relevance_gain_pct,
+            "keyword_gain": kw_gain > th.min_keyword_gain,
+            "no_regression": regressions <= th.max_regressions,
+        }
+        if all(checks.values()):
+            return GOOD, checks
+        return (MODERATE if g >= th.moderate_relevance_gain_pct else INSUFFICIENT), checks
+
+    level, checks = rule(gain)
+    # The same rule at both ends of the relevance-gain CI: when they disagree, the data cannot decide the level.
+    ends = [rule(g)[0] for k in ("ci_low", "ci_high") if (g := _gain_at(relevance, relevance.get(k))) is not None]
+    uncertain = sorted(set(ends), key=LEVELS.index) if len(set(ends)) > 1 else None
     return {
         "level": level,
         "relevance_gain": gain,
@@ -57,7 +61,18 @@ def decide(relevance: dict[str, Any], keyword_hits: dict[str, Any], regressions:
         "p_value": relevance["p_value"],
         "ci": [relevance["ci_low"], relevance["ci_high"]],
         "min_detectable_delta": relevance["min_detectable_delta"],
+        "uncertain_between": [uncertain[0], uncertain[-1]] if uncertain else None,
     }
+
+
+def _gain_at(relevance: dict[str, Any], delta: float | None) -> float | None:
+    """The relevance gain (in the verdict's unit) a mean delta of `delta` would give (None: no interval)."""
+    if delta is None or delta != delta:
+        return None
+    if relevance.get("gain_unit") == "percent":
+        base = relevance.get("mean_base")
+        return delta / base * 100 if base else None
+    return delta * 100
 
 
 def incomplete(measured: dict[str, Any] | None, missing: int, complete: int) -> dict[str, Any]:
@@ -67,7 +82,7 @@ def incomplete(measured: dict[str, Any] | None, missing: int, complete: int) -> 
         "relevance_gain": None, "relevance_gain_unit": "percent", "keyword_gain": None, "regressions": 0,
         "checks": {}, "significant": False, "p_value": None, "ci": [None, None], "min_detectable_delta": None}
     out.update(level=INCOMPLETE, measured_level=measured["level"] if measured else None, missing_answers=missing,
-               complete_prompts=complete)
+               complete_prompts=complete, uncertain_between=None)
     return out
 
 

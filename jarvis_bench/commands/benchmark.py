@@ -23,6 +23,27 @@ from ..errors import EXIT_GATE, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, ConfigE
 log = logging.getLogger("jarvis_bench.benchmark")
 
 FLIPS_FILE = "flips.csv"
+NOISY_FILE = "noisy_prompts.json"
+
+
+def _count(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if not 0 <= n <= 20:
+        raise argparse.ArgumentTypeError(f"{n} is out of range: give 0 to 20 variants per prompt")
+    return n
+
+
+def _fraction(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: give a fraction from 0 to 1 (0.1 = 10 points)")
+    return x
 
 
 def _batch(value: str) -> str | int:
@@ -59,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 4 when the best adapter's verdict is below VERDICT (MODERATE or GOOD): a CI deploy gate")
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 4 when the best adapter answers any prompt worse than the base")
+    p.add_argument("--noisy", type=_count, metavar="N",
+                   help="also answer N noisy-speech variants of every prompt with an expected tool (what a French "
+                   "speech recogniser could write), reported beside the clean results (overrides "
+                   "robustness.variants_per_prompt; 0 = none)")
+    p.add_argument("--fail-on-robustness-drop", type=_fraction, metavar="X",
+                   help="exit 4 when the best adapter's tool accuracy on the noisy variants is more than X below "
+                   "its accuracy on their clean prompts (X from 0 to 1: 0.1 = 10 points; needs --noisy)")
+    p.add_argument("--train-data", action="append", type=Path, metavar="PATH",
+                   help="the adapter's training file (JSONL/JSON; repeatable; overrides training_data): benchmark "
+                   "prompts found in it are reported as seen, and the comparison is also given without them")
     p.add_argument("--lang", choices=["fr", "en"], default="fr", help="language of the summary printed at the end "
                    "(default: fr; the reports: analyze_results.py --lang)")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only; no progress bar")
@@ -92,6 +123,10 @@ def apply_overrides(cfg: Any, args: argparse.Namespace) -> Any:
         updates.append(("--dtype", "model", "dtype", args.dtype))
     if flag("allow_identical"):
         cfg.model.endpoint.allow_identical = True
+    if flag("noisy") is not None:
+        updates.append(("--noisy", "robustness", "variants_per_prompt", args.noisy))
+    if flag("train_data"):
+        cfg.training_data = [str(p.expanduser().resolve()) for p in args.train_data]
     if flag("max_new_tokens"):
         updates.append(("--max-new-tokens", "generation", "max_new_tokens", args.max_new_tokens))
     if flag("batch_size"):
@@ -119,7 +154,9 @@ def select_prompts(cfg: Any, categories: list[str] | None, limit: int | None) ->
 
 
 def run(args: argparse.Namespace, argv: list[str] | None) -> int:
-    from .. import adapters, analysis, backends, config, fsutil, pipeline, results
+    import json
+
+    from .. import adapters, analysis, backends, config, fsutil, noisy, pipeline, results
     from ..cache import GenerationCache
     from ..reports import console
     from ..reports.flips import flips_csv
@@ -132,14 +169,27 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         backends.backend_class(cfg.model.backend)
     except ConfigError as exc:
         raise ConfigError(f"{'--backend' if args.backend else cfg.source}: {exc}") from None
+    if args.fail_on_robustness_drop is not None and not cfg.robustness.variants_per_prompt:
+        raise ConfigError("--fail-on-robustness-drop needs noisy-speech variants: add --noisy N (e.g. --noisy 4) "
+                          "or set robustness.variants_per_prompt")
+    if cfg.training_data:  # a bad training file is named before hours of generation, not after
+        from ..overlap import read_training
+
+        read_training([cfg.resolve(p) for p in cfg.training_data])
     variants = adapters.discover(cfg)
     out_dir = args.output_dir.expanduser().resolve()
     _check_writable(out_dir)
+    noisy_variants = noisy.generate(prompts, cfg.robustness.variants_per_prompt, cfg.generation.seed)
+    if noisy_variants:
+        fsutil.atomic_write_text(out_dir / NOISY_FILE, json.dumps(noisy.listing(noisy_variants, prompts),
+                                                                  ensure_ascii=False, indent=2) + "\n")
+        log.info("%d noisy-speech variants of %d prompts: %s", len(noisy_variants),
+                 len({v.source_id for v in noisy_variants}), out_dir / NOISY_FILE)
     cache = GenerationCache(read=not args.no_cache)
     try:
         data, outcome = pipeline.generate(cfg, variants, prompts, out_dir=out_dir, cache=cache,
                                           progress=not args.quiet, device=args.device or "auto", argv=argv, started=t0,
-                                          skip_too_long=args.skip_too_long)
+                                          skip_too_long=args.skip_too_long, noisy=noisy_variants)
     finally:
         cache.close()
     path = results.write(out_dir, data)  # answers are safe on disk before scoring starts
@@ -162,9 +212,11 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         print(f"error: generation.timeout_s reached; {outcome.missing} answers missing, finished ones kept in {path}. "
               "Raise generation.timeout_s or rerun to finish.", file=sys.stderr)
         return EXIT_RUNTIME
+    from ..robustness import gate as robustness_gate
     from ..verdict import gate
 
     why = gate(data.get("statistics") or {}, fail_below=args.fail_below, fail_on_regression=args.fail_on_regression)
+    why = why or robustness_gate(data, args.fail_on_robustness_drop)
     if why:
         print(f"gate failed: {why} (results kept in {path})", file=sys.stderr)
         return EXIT_GATE

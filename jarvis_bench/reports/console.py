@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .messages import T
+from .txt import verdict_notes
 
 
 def _console() -> Any:
@@ -87,6 +88,19 @@ def verdicts(data: dict[str, Any], lang: str = "fr") -> None:
             console.print(c["incomplete"].format(name=name, m=v["missing_answers"], c=v["complete_prompts"],
                                                  measured=measured) + why)
         else:
-            console.print(c["verdict"].format(name=name, level=v["level"], measured=measured))
+            notes = verdict_notes(v, conf, lang)
+            console.print(c["verdict"].format(name=name, level=v["level"], measured=measured)
+                          + escape("".join(f" — {n}" for n in notes)))
     if len(st["ranking"]) > 1:
         console.print(c["ranking"].format(r=" > ".join(st["ranking"]), b=st["best_adapter"]))
+    rob = data.get("robustness")
+    if rob:
+        rows = [c["robust_row"].format(v=v, c=pv["clean"]["tool_accuracy"], n=pv["noisy"]["tool_accuracy"])
+                for v, pv in rob["per_variant"].items()
+                if pv["clean"]["tool_accuracy"] is not None and pv["noisy"]["tool_accuracy"] is not None]
+        console.print(escape(c["robust"].format(n=rob["noisy_prompts"], rows=" · ".join(rows))))
+    ov = data.get("training_overlap")
+    if ov:
+        seen = ov.get("seen") or []
+        console.print(escape(c["seen"].format(n=len(seen), ids=", ".join(seen[:10]) + (" …" if len(seen) > 10 else ""))
+                             if seen else c["unseen"].format(t=ov["training_prompts"])))

@@ -23,7 +23,7 @@ from ..analysis import flip_status, relevance_of
 from ..text import clip
 from . import ANSWER_CHARS
 from .messages import T
-from .txt import where_it_ran, why
+from .txt import _overlap, robustness_parts, verdict_notes, where_it_ran, why
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: Above this many characters on either side, an answer is shown without its word diff against the base:
@@ -96,8 +96,9 @@ def _frame(ymax: float, title: str, fmt: str = ".2f") -> list[str]:
     return parts
 
 
-def _legend(variants: list[str]) -> str:
-    return "".join(f'<rect x="{LEFT + i * 150}" y="{H + 6}" width="12" height="12" fill="{COLORS[i % len(COLORS)]}"/>'
+def _legend(variants: list[str], first: int = 0) -> str:
+    return "".join(f'<rect x="{LEFT + i * 150}" y="{H + 6}" width="12" height="12" '
+                   f'fill="{COLORS[(i + first) % len(COLORS)]}"/>'
                    f'<text x="{LEFT + i * 150 + 16}" y="{H + 16}">{_e(v)}</text>' for i, v in enumerate(variants))
 
 
@@ -174,6 +175,7 @@ def _verdict_card(name: str, cmp: dict[str, Any], th: dict[str, Any], lang: str)
         return None
     card: dict[str, Any] = {"name": name, "level": v["level"], "incomplete": None, "checks": [], "delta": None,
                             "recs": [rec[lang] for rec in cmp.get("recommendations") or []]}
+    card["notes"] = verdict_notes(v, cmp.get("overall", {}).get("relevance", {}).get("confidence", 0.95), lang)
     if v["level"] == "INCOMPLETE":
         card["incomplete"] = t["incomplete"].format(m=v["missing_answers"])
     if v.get("relevance_gain") is not None:
@@ -203,6 +205,63 @@ def _row(r: dict[str, Any], adapters: list[str], tol: float, t: dict[str, Any], 
                       "answer": _answer(ans, base_text, t, lang)})
     return {"id": r["id"], "category": r["category"], "prompt": r["prompt"], "expected_tool": r.get("expected_tool"),
             "base": _answer(b, None, t, lang), "cells": cells}
+
+
+def _robust_chart(rob: dict[str, Any], t: dict[str, Any]) -> str:
+    """Per variant, tool accuracy on the clean source prompts and on their noisy variants, exact CIs as whiskers."""
+    names = list(rob["per_variant"])
+    span = H - BOTTOM - TOP
+    group = (W - LEFT) / max(1, len(names))
+    bar = min(40.0, group * 0.8 / 2)
+    parts = _frame(1.0, t["robust_chart"])
+    for gi, v in enumerate(names):
+        x0 = LEFT + gi * group + (group - bar * 2) / 2
+        for k, kind in enumerate(("clean", "noisy")):
+            block = rob["per_variant"][v][kind]
+            acc, ci = block.get("tool_accuracy"), block.get("tool_accuracy_ci")
+            if acc is None:
+                continue
+            x, bh = x0 + k * bar, acc * span
+            parts.append(f'<rect x="{x:.1f}" y="{H - BOTTOM - bh:.1f}" width="{bar - 3:.1f}" height="{bh:.1f}" '
+                         f'fill="{COLORS[k + 1]}"><title>{_e(f"{v} · {t[kind]}: {acc:.3f}")}</title></rect>')
+            if ci:
+                cx = x + (bar - 3) / 2
+                parts.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{H - BOTTOM - ci[1] * span:.1f}" '
+                             f'y2="{H - BOTTOM - ci[0] * span:.1f}" stroke="#111"><title>'
+                             f'{_e(f"{v} · {t[kind]}: [{ci[0]:.3f}, {ci[1]:.3f}]")}</title></line>')
+        parts.append(f'<text x="{LEFT + gi * group + group / 2:.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">'
+                     f'{_e(v)}</text>')
+    return "".join([*parts, _legend([t["clean"], t["noisy"]], first=1), "</svg></figure>"])
+
+
+def _robustness_view(data: dict[str, Any], adapters: list[str], t: dict[str, Any], lang: str) -> dict[str, Any] | None:
+    """The robustness section: the text report's lines, the chart, and every noisy variant under its source."""
+    from markupsafe import Markup
+
+    rob = data.get("robustness")
+    if not rob:
+        return None
+    clean = {r["id"]: r for r in data["results"]}
+    groups: dict[str, dict[str, Any]] = {}
+    for r in data.get("noisy_results") or []:
+        src = clean.get(r["source_id"])
+        if src is None:
+            continue
+        g = groups.setdefault(r["source_id"], {"id": src["id"], "prompt": src["prompt"], "category": src["category"],
+                                               "expected_tool": src.get("expected_tool"), "variants": [],
+                                               "clean": {v: _answer(src["variants"].get(v), None, t, lang)
+                                                         for v in ["base", *adapters]}})
+        oks = {}
+        for v in ["base", *adapters]:
+            m = ((r["variants"].get(v) or {}).get("metrics") or {})
+            clean_ok = bool(((src["variants"].get(v) or {}).get("metrics") or {}).get("tool_correct"))
+            oks[v] = "broken" if clean_ok and not m.get("tool_correct") else "ok" if m.get("tool_correct") else "ko"
+        g["variants"].append({"id": r["id"], "prompt": r["prompt"], "rules": ", ".join(r.get("rules") or []),
+                              "rules_list": r.get("rules") or [], "oks": oks,
+                              "answers": {v: _answer(r["variants"].get(v), None, t, lang) for v in ["base", *adapters]}})
+    rules = sorted({x for g in groups.values() for v in g["variants"] for x in v["rules_list"]})
+    return {**(robustness_parts(data, lang) or {}), "chart": Markup(_robust_chart(rob, t)), "groups": list(groups.values()),
+            "rules": rules}
 
 
 @functools.cache
@@ -242,6 +301,9 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
         "categories": list(dict.fromkeys(r["category"] for r in data["results"])),
         "adapters": adapters, "primary": primary,
         "rows": [_row(r, adapters, tol, t, lang) for r in data["results"]],
+        "robust": _robustness_view(data, adapters, t, lang),
+        "overlap": _overlap(data, lang)[1:] or None,
+        "variants": ["base", *adapters],
         # JSON inside <script>: "</" escaped so no answer can close the element
         "payload": Markup(json.dumps({"primary": primary, "variants": variants}, ensure_ascii=False)
                           .replace("</", "<\\/")),

@@ -45,6 +45,29 @@ TEXT = {
         "answer": "réponse", "points": " pts", "why": "pourquoi",
         "no_adapter": "Aucun adaptateur : seul le modèle de base a été évalué.",
         "more_chars": "… {n} caractères de plus (texte complet dans benchmark_results.json)",
+        "uncertain": "l'IC à {c:.0%} va de {lo} à {hi} : ajouter des prompts ou lancer avec --noisy",
+        "seen_note": "{n} prompt(s) vus à l'entraînement",
+        "holm": ("  {k} adaptateurs comparés à la base sur les mêmes prompts : p corrigées par Holm ; le meilleur "
+                 "a été choisi sur ces mêmes données, son gain est donc optimiste"),
+        "holm_p": "  p corrigée (Holm) : {p:.4g}",
+        "prop": "  Outil correct : base {b:.0%} [{blo:.0%}–{bhi:.0%}] → {name} {t:.0%} [{tlo:.0%}–{thi:.0%}] (IC exact)",
+        "bayes": "  Écart d'outil correct {d:+.3f}, intervalle bayésien {c:.0%} [{lo:+.3f}, {hi:+.3f}], P(mieux que la base) = {pb:.2f}",
+        "robust": "9. ROBUSTESSE À LA PAROLE BRUITÉE (hors verdict)",
+        "robust_head": ("{n} variantes bruitées de {s} prompts (règles de reconnaissance vocale française, distance "
+                        "phonétique ≤ {d} selon {ph})"),
+        "robust_cols": ("variante", "outil propre", "outil bruité", "chute", "args propre", "args bruité",
+                        "pertin. propre", "pertin. bruitée"),
+        "robust_cmp": ("  {name} − base sur les variantes : outil {d:+.3f} [{lo:+.3f}, {hi:+.3f}], pertinence "
+                       "{rd:+.3f} [{rlo:+.3f}, {rhi:+.3f}] (IC {c:.0%} groupé par prompt source, {s} sources)"),
+        "robust_drop": "  {name} perd {d:+.3f} d'outil correct sous le bruit (IC {c:.0%} [{lo:+.3f}, {hi:+.3f}])",
+        "robust_worst": "  Variantes où {name} échoue alors qu'il réussit le prompt propre : {ids}",
+        "overlap": "10. PROMPTS VUS À L'ENTRAÎNEMENT",
+        "overlap_head": ("{n} prompts d'entraînement lus dans {files} ; vu = identique après normalisation, ou "
+                         "ressemblance ≥ {f} (rapidfuzz), ou cosinus ≥ {c}"),
+        "overlap_none": "  Aucun prompt du benchmark n'est vu à l'entraînement.",
+        "overlap_line": "  {id} « {prompt} » ≈ « {text} » ({where}) · {by}",
+        "unseen_cmp": ("  {name} sans les {n} prompts vus : delta de pertinence {d:+.4f} [{lo:+.4f}, {hi:+.4f}] "
+                       "sur {m} prompts"),
     },
     "en": {
         "title": "JARVIS BENCHMARK REPORT — base vs LoRA fine-tune",
@@ -76,6 +99,29 @@ TEXT = {
         "answer": "answer", "points": " pts", "why": "why",
         "no_adapter": "No adapter: only the base model was evaluated.",
         "more_chars": "… {n} more characters (the whole text is in benchmark_results.json)",
+        "uncertain": "the {c:.0%} CI spans {lo} to {hi}: add prompts or run with --noisy",
+        "seen_note": "{n} prompt(s) seen in training",
+        "holm": ("  {k} adapters compared with the base on the same prompts: Holm-adjusted p-values; the best one "
+                 "was chosen on these same data, so its gain is optimistic"),
+        "holm_p": "  Holm-adjusted p: {p:.4g}",
+        "prop": "  Tool correct: base {b:.0%} [{blo:.0%}–{bhi:.0%}] → {name} {t:.0%} [{tlo:.0%}–{thi:.0%}] (exact CI)",
+        "bayes": "  Tool-correct difference {d:+.3f}, {c:.0%} Bayesian interval [{lo:+.3f}, {hi:+.3f}], P(better than base) = {pb:.2f}",
+        "robust": "9. ROBUSTNESS TO NOISY SPEECH (not in the verdict)",
+        "robust_head": ("{n} noisy variants of {s} prompts (French speech-recognition error rules, phoneme distance "
+                        "≤ {d} by {ph})"),
+        "robust_cols": ("variant", "tool clean", "tool noisy", "drop", "args clean", "args noisy",
+                        "relev. clean", "relev. noisy"),
+        "robust_cmp": ("  {name} − base on the variants: tool {d:+.3f} [{lo:+.3f}, {hi:+.3f}], relevance "
+                       "{rd:+.3f} [{rlo:+.3f}, {rhi:+.3f}] ({c:.0%} CI clustered by source prompt, {s} sources)"),
+        "robust_drop": "  {name} loses {d:+.3f} of tool accuracy under noise ({c:.0%} CI [{lo:+.3f}, {hi:+.3f}])",
+        "robust_worst": "  Variants {name} fails while it gets the clean prompt right: {ids}",
+        "overlap": "10. PROMPTS SEEN IN TRAINING",
+        "overlap_head": ("{n} training prompts read from {files}; seen = identical once normalised, or similarity "
+                         "≥ {f} (rapidfuzz), or cosine ≥ {c}"),
+        "overlap_none": "  No benchmark prompt is seen in training.",
+        "overlap_line": "  {id} “{prompt}” ≈ “{text}” ({where}) · {by}",
+        "unseen_cmp": ("  {name} without the {n} seen prompts: relevance delta {d:+.4f} [{lo:+.4f}, {hi:+.4f}] "
+                       "on {m} prompts"),
     },
 }
 
@@ -102,6 +148,12 @@ HTML = {
         "error": "erreur", "thinking": "bloc <think> retiré ({n} caractères)", "truncated": "coupée à max_new_tokens",
         "relevance": "pertinence", "ranking": "Classement", "skipped": "Prompts écartés (trop longs)",
         "recs": "Recommandations",
+        "robust": "Robustesse à la parole bruitée (hors verdict)", "clean": "propre", "noisy": "bruité",
+        "drop": "chute", "tool_acc": "outil correct", "args_acc": "arguments justes", "rules": "règles",
+        "robust_chart": "Outil correct, prompts propres vs variantes bruitées (IC exact)",
+        "robust_fail": "échecs sous le bruit seulement", "source": "source", "variants": "Variantes bruitées",
+        "overlap": "Prompts vus à l'entraînement", "nearest": "plus proche exemple d'entraînement",
+        "seen_by": "vu par",
     },
     "en": {
         "title": "JARVIS report — base vs LoRA fine-tune", "model": "Base model", "adapters": "Adapters",
@@ -118,6 +170,12 @@ HTML = {
         "error": "error", "thinking": "<think> block stripped ({n} characters)", "truncated": "cut at max_new_tokens",
         "relevance": "relevance", "ranking": "Ranking", "skipped": "Prompts left out (too long)",
         "recs": "Recommendations",
+        "robust": "Robustness to noisy speech (not in the verdict)", "clean": "clean", "noisy": "noisy",
+        "drop": "drop", "tool_acc": "tool correct", "args_acc": "arguments right", "rules": "rules",
+        "robust_chart": "Tool correct, clean prompts vs noisy variants (exact CI)",
+        "robust_fail": "failures under noise only", "source": "source", "variants": "Noisy variants",
+        "overlap": "Prompts seen in training", "nearest": "nearest training example",
+        "seen_by": "seen by",
     },
 }
 
@@ -162,6 +220,10 @@ CONSOLE = {
         "verdict": "VERDICT {name}: [bold]{level}[/bold] · {measured}",
         "ranking": "Classement: {r} · meilleur: {b}",
         "first_error": " · première erreur : {e}",
+        "robust": "Robustesse (hors verdict, {n} variantes bruitées) : outil correct propre → bruité : {rows}",
+        "robust_row": "{v} {c:.0%} → {n:.0%}",
+        "seen": "Données d'entraînement : {n} prompt(s) du benchmark vus ({ids}) ; comparaison sans eux dans le rapport",
+        "unseen": "Données d'entraînement : aucun prompt du benchmark vu ({t} prompts d'entraînement lus)",
     },
     "en": {
         "columns": ("variant", "answers", "cache", "errors", "truncated", "generation (s)", "tokens/s"),
@@ -179,6 +241,10 @@ CONSOLE = {
         "verdict": "VERDICT {name}: [bold]{level}[/bold] · {measured}",
         "ranking": "Ranking: {r} · best: {b}",
         "first_error": " · first error: {e}",
+        "robust": "Robustness (not in the verdict, {n} noisy variants): tool correct clean → noisy: {rows}",
+        "robust_row": "{v} {c:.0%} → {n:.0%}",
+        "seen": "Training data: {n} benchmark prompt(s) seen ({ids}); the comparison without them is in the report",
+        "unseen": "Training data: no benchmark prompt seen ({t} training prompts read)",
     },
 }
 

@@ -35,6 +35,19 @@ def why(m: dict[str, Any], lang: str = "fr") -> str:
     return " · ".join(parts)
 
 
+def verdict_notes(v: dict[str, Any], conf: float, lang: str = "fr") -> list[str]:
+    """What qualifies a verdict: the data cannot decide between two levels (the rule gives different ones at
+    the two ends of the relevance-gain CI), prompts the adapter saw in training. Empty when nothing does."""
+    t = T[lang]
+    out = []
+    u = v.get("uncertain_between")
+    if u and v.get("level") != "INCOMPLETE":
+        out.append(t["uncertain"].format(c=conf, lo=u[0], hi=u[-1]))
+    if v.get("seen_in_training"):
+        out.append(t["seen_note"].format(n=v["seen_in_training"]))
+    return out
+
+
 def _f(x: Any, fmt: str = ".4f") -> str:
     return "-" if x is None else format(x, fmt)
 
@@ -152,9 +165,22 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
                                         test=r["test"], p=r["p_value"], s=t["sig_yes"] if r["significant"] else t["sig_no"]))
         out.append(t["wtl"].format(w=r["wins"], t=r["ties"], l=r["losses"]))
         out.append(t["mdd"].format(n=r["n"], m=_f(r["min_detectable_delta"])))
-        mc = cmp["overall"].get("tool_correct", {}).get("mcnemar")
+        if r.get("p_value_holm") is not None:
+            out.append(t["holm_p"].format(p=r["p_value_holm"]))
+        tc = cmp["overall"].get("tool_correct", {})
+        mc = tc.get("mcnemar")
         if mc:
             out.append(t["mcnemar"].format(g=mc["gained"], l=mc["lost"], p=mc["p_value"]))
+        ob, ot = st["variants"]["base"]["overall"], st["variants"][name]["overall"]
+        if ob.get("tool_correct_ci") and ot.get("tool_correct_ci"):
+            out.append(t["prop"].format(b=ob["tool_correct"], blo=ob["tool_correct_ci"][0], bhi=ob["tool_correct_ci"][1],
+                                        name=name, t=ot["tool_correct"], tlo=ot["tool_correct_ci"][0],
+                                        thi=ot["tool_correct_ci"][1]))
+        bay = tc.get("bayes")
+        if bay and bay.get("n"):
+            out.append(t["bayes"].format(d=bay["delta"], c=conf, lo=bay["ci_low"], hi=bay["ci_high"], pb=bay["p_better"]))
+    if st.get("multiple_comparisons"):
+        out.append(t["holm"].format(k=st["multiple_comparisons"]["adapters"]))
 
     out += ["", t["verdict"]]
     for name, cmp in st["comparisons"].items():
@@ -163,6 +189,7 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
             continue
         unit = "%" if v["relevance_gain_unit"] == "percent" else t["points"]
         out.append(f"  {name}: {t['levels'][v['level']]}")
+        out += [f"    {note}" for note in verdict_notes(v, conf, lang)]
         if v["level"] == "INCOMPLETE":
             out.append("    " + t["incomplete_verdict"].format(m=v["missing_answers"], c=v["complete_prompts"]))
             if v["relevance_gain"] is None:
@@ -180,5 +207,76 @@ def render(data: dict[str, Any], lang: str = "fr") -> str:
             out.append(f"  • {rec[lang]}")
     if not st["comparisons"]:
         out.append("  • " + t["no_adapter"])
+    out += _robustness(data, lang)
+    out += _overlap(data, lang)
     out.append("")
     return "\n".join(out)
+
+
+def _robustness(data: dict[str, Any], lang: str) -> list[str]:
+    """Section 9: clean vs noisy per variant, each adapter's difference with the base on the noisy variants."""
+    parts = robustness_parts(data, lang)
+    if not parts:
+        return []
+    return ["", T[lang]["robust"], parts["head"], *_table(parts["cols"], parts["rows"]), *parts["lines"]]
+
+
+def robustness_parts(data: dict[str, Any], lang: str) -> dict[str, Any] | None:
+    """What section 9 says, in parts (the HTML page shows the table as a table): head, cols, rows, lines."""
+    rob = data.get("robustness")
+    if not rob:
+        return None
+    t = T[lang]
+    conf = (data["metadata"].get("scoring") or {}).get("confidence", 0.95)
+    head = t["robust_head"].format(n=rob["noisy_prompts"], s=rob["sources"], d=rob.get("max_phoneme_distance"),
+                                   ph=rob.get("phonemiser"))
+    out: list[str] = []
+    rows = []
+    for v, pv in rob["per_variant"].items():
+        c, n, d = pv["clean"], pv["noisy"], pv["drop"]
+        rows.append([v, _f(c["tool_accuracy"], ".3f"), _f(n["tool_accuracy"], ".3f"), _f(d["tool_accuracy"], "+.3f"),
+                     _f(c["args_accuracy"], ".3f"), _f(n["args_accuracy"], ".3f"), _f(c["relevance"], ".3f"),
+                     _f(n["relevance"], ".3f")])
+    noisy_by_id = data.get("noisy_results") or []
+    clean = {r["id"]: r for r in data["results"]}
+    for name, cmp in rob["comparisons"].items():
+        tool, rel = cmp["noisy"].get("tool_accuracy"), cmp["noisy"].get("relevance")
+        if tool and rel:
+            out.append(t["robust_cmp"].format(name=name, d=tool["delta"], lo=tool["ci_low"], hi=tool["ci_high"],
+                                              rd=rel["delta"], rlo=rel["ci_low"], rhi=rel["ci_high"], c=conf,
+                                              s=tool["sources"]))
+        d = rob["per_variant"][name]["drop"]
+        if d.get("tool_accuracy") is not None and d.get("tool_accuracy_ci"):
+            out.append(t["robust_drop"].format(name=name, d=d["tool_accuracy"], c=conf, lo=d["tool_accuracy_ci"][0],
+                                               hi=d["tool_accuracy_ci"][1]))
+        broken = [r["id"] for r in noisy_by_id
+                  if ((clean.get(r["source_id"], {}).get("variants", {}).get(name) or {}).get("metrics") or {})
+                  .get("tool_correct") and not ((r["variants"].get(name) or {}).get("metrics") or {}).get("tool_correct")]
+        if broken:
+            out.append(t["robust_worst"].format(name=name, ids=", ".join(broken[:12]) + (" …" if len(broken) > 12 else "")))
+    return {"head": head, "cols": list(t["robust_cols"]), "rows": rows, "lines": out}
+
+
+def _overlap(data: dict[str, Any], lang: str) -> list[str]:
+    """Section 10: the benchmark prompts found in the training files, and the comparison without them."""
+    ov = data.get("training_overlap")
+    if not ov:
+        return []
+    t = T[lang]
+    th = ov.get("thresholds") or {}
+    out = ["", t["overlap"], t["overlap_head"].format(n=ov["training_prompts"], files=", ".join(ov["files"]),
+                                                       f=th.get("fuzzy"), c=th.get("cosine"))]
+    seen = [p for p in ov["prompts"] if p["seen"]]
+    if not seen:
+        out.append(t["overlap_none"])
+    for p in seen[:50]:
+        out.append(t["overlap_line"].format(id=p["id"], prompt=_short(p["prompt"], 60), text=_short(p["nearest_text"], 60),
+                                            where=p["nearest_where"], by=", ".join(p["seen_by"])))
+    if len(seen) > 50:
+        out.append(f"  … +{len(seen) - 50}")
+    for name, cmp in (data.get("statistics") or {}).get("comparisons", {}).items():
+        r = (cmp.get("unseen") or {}).get("relevance")
+        if r:
+            out.append(t["unseen_cmp"].format(name=name, n=cmp["unseen"]["n_seen"], d=r["delta"], lo=r["ci_low"],
+                                              hi=r["ci_high"], m=r["n"]))
+    return out

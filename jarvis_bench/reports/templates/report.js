@@ -31,3 +31,25 @@
   f.q.addEventListener('input',apply);f.so.addEventListener('change',function(){sort();apply();});
   apply();
 })();
+(function(){
+  // the noisy variants: filter by noise rule, by failures the clean prompt did not have, by text
+  var rows=[].slice.call(document.querySelectorAll('tr.noisy'));
+  if(!rows.length)return;
+  var rule=document.getElementById('n-rule'),ad=document.getElementById('n-adapter'),
+      fail=document.getElementById('n-fail'),q=document.getElementById('n-search'),count=document.getElementById('n-shown');
+  var sources=[].slice.call(document.querySelectorAll('tr.source'));
+  function apply(){
+    var a=ad.value,s=q.value.toLowerCase(),n=0,shown={};
+    rows.forEach(function(r){
+      var ok=(!rule.value||r.dataset.rules.indexOf(' '+rule.value+' ')>=0)
+        &&(!fail.checked||r.getAttribute('data-ok-'+a)==='broken')&&(!s||r.textContent.toLowerCase().indexOf(s)>=0);
+      r.hidden=!ok;if(ok){n++;shown[r.dataset.source]=1;}
+    });
+    sources.forEach(function(r){r.hidden=!shown[r.dataset.source];});
+    document.querySelectorAll('[data-ncol]').forEach(function(c){var k=c.getAttribute('data-ncol');c.hidden=k!==a&&k!=='base';});
+    count.textContent=n;
+  }
+  [rule,ad,fail].forEach(function(e){e.addEventListener('change',apply);});
+  q.addEventListener('input',apply);
+  apply();
+})();
