@@ -276,8 +276,11 @@ def _key(text: str) -> str:
 
 
 def variants(prompt_id: str, text: str, n: int, seed: int) -> list[Variant]:
-    """Up to `n` distinct noisy variants of `text`, each within MAX_PHONEME_DISTANCE of it (deterministic)."""
+    """Up to `n` distinct noisy variants of `text`, each within MAX_PHONEME_DISTANCE of it (deterministic).
+    A text longer than phonemes.MAX_CHARS is no spoken command: it gets none."""
     out: list[Variant] = []
+    if not text.strip() or len(text) > phonemes.MAX_CHARS:
+        return out
     seen = {_key(text)}
     attempt = 0
     while len(out) < n and attempt < ATTEMPTS * n:

@@ -130,7 +130,7 @@ def run(
                 for r in requests:
                     hit = cache.get(keys[(r.prompt_id, v.name)]) if cache else None
                     if hit is not None:
-                        hit.variant = v.name
+                        hit.variant, hit.prompt_id = v.name, r.prompt_id  # two prompts may share a text
                         record(hit)
                         outcome.from_cache += 1
                         bar.advance()

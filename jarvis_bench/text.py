@@ -66,7 +66,12 @@ def strip_thinking(text: str) -> tuple[str, int]:
     return text.strip(), removed
 
 
-def overlaps(candidate: str, protected: Iterable[str], threshold: float = 90.0) -> bool:
+#: rapidfuzz ratio (0-100, on normalize()d text) from which two prompts count as the same: what keeps the demo's
+#: training data away from the benchmark prompts, and what `overlap` calls "seen in training".
+SAME_PROMPT_RATIO = 90.0
+
+
+def overlaps(candidate: str, protected: Iterable[str], threshold: float = SAME_PROMPT_RATIO) -> bool:
     """True when `candidate` contains a protected prompt (normalised) or is a fuzzy near-copy of one."""
     from rapidfuzz import fuzz
 

@@ -58,6 +58,18 @@ def test_rerun_answers_from_the_cache_without_generating(cfg, tmp_path):
     assert len(_lines(tmp_path)) == 12  # the results folder is rewritten, not appended to
 
 
+def test_two_prompts_with_the_same_text_both_come_back_from_the_cache(cfg, tmp_path):
+    """A noisy variant can read exactly like another prompt ("ouvre crom"): one cache entry, two answers."""
+    twin = cfg.prompts[0].model_copy(update={"id": "twin"})
+    prompts = [cfg.prompts[0], twin]
+    cache = GenerationCache(tmp_path / "gen.sqlite3")
+    _run(cfg, FakeBackend(), tmp_path, cache, prompts)
+    again = _run(cfg, FakeBackend(), tmp_path, cache, prompts)
+    assert again.from_cache == 6 and again.missing == 0
+    assert {k[0] for k in again.generations} == {cfg.prompts[0].id, "twin"}
+    assert all(g.prompt_id == pid for (pid, _), g in again.generations.items())
+
+
 def test_a_changed_prompt_or_setting_is_generated_again(cfg, tmp_path):
     cache = GenerationCache(tmp_path / "gen.sqlite3")
     _run(cfg, FakeBackend(), tmp_path, cache)

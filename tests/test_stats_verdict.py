@@ -119,3 +119,60 @@ def test_deploy_gate_without_adapter():
 
     assert gate({"best_adapter": None, "comparisons": {}}, fail_below=None, fail_on_regression=False) is None
     assert "no adapter" in gate({"best_adapter": None, "comparisons": {}}, fail_below="GOOD", fail_on_regression=False)
+
+
+# ----------------------------------------------------------------------------- small-sample intervals
+
+
+def test_exact_proportion_interval_is_clopper_pearson():
+    lo, hi = stats.proportion_ci(27, 30, 0.95)
+    assert (lo, hi) == (round(sps.beta.ppf(0.025, 27, 4), 4), round(sps.beta.ppf(0.975, 28, 3), 4))
+    assert stats.proportion_ci(0, 30, 0.95) == (0.0, round(1 - 0.025 ** (1 / 30), 4))  # never zero-width at 0/n
+    assert stats.proportion_ci(30, 30, 0.95)[1] == 1.0 and stats.proportion_ci(0, 0, 0.95) is None
+
+
+def test_paired_proportion_difference_is_bayesian_over_the_four_outcomes():
+    base = [True] * 10 + [False] * 20
+    tuned = [True] * 8 + [False] * 2 + [True] * 20
+    d = stats.paired_proportion_diff(base, tuned, confidence=0.95, seed=1, draws=200_000)
+    assert d["delta"] == round((20 - 2) / 30, 4)
+    # posterior Dirichlet(8+1, 2+1, 20+1, 0+1): the difference's mean is (21 - 3) / 34
+    assert (d["ci_low"] + d["ci_high"]) / 2 == pytest.approx(18 / 34, abs=0.03)
+    assert d["ci_low"] > 0 and d["p_better"] == 1.0
+    same = stats.paired_proportion_diff(base, base, confidence=0.95, seed=1)
+    assert same["delta"] == 0 and same["ci_low"] < 0 < same["ci_high"]  # no discordant pair: undecided, not 0
+
+
+def test_cluster_bootstrap_is_wider_than_pretending_variants_are_independent():
+    rng = np.random.default_rng(0)
+    clusters, values = [], []
+    for c in range(30):  # each source prompt has its own difficulty, shared by its 4 variants
+        p = rng.uniform(0, 1)
+        for _ in range(4):
+            clusters.append(f"s{c}")
+            values.append(float(p > 0.5))
+    lo, hi = stats.cluster_bootstrap_ci(values, clusters, resamples=5000, confidence=0.95, seed=2)
+    naive = stats.bootstrap_ci(np.asarray(values), resamples=5000, confidence=0.95, seed=2)
+    assert hi - lo > 1.6 * (naive[1] - naive[0])
+    assert lo < np.mean(values) < hi
+
+
+def test_holm_adjustment():
+    adj = stats.holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.5})
+    assert adj == {"a": 0.04, "c": 0.09, "b": 0.09, "d": 0.5}
+    assert stats.holm({"only": 0.03}) == {"only": 0.03}
+
+
+def _rel_ci(delta: float, lo: float, hi: float, base: float = 0.5) -> dict:
+    return {"gain": delta / base * 100, "gain_unit": "percent", "mean_base": base, "delta": delta, "ci_low": lo,
+            "ci_high": hi, "significant": lo > 0, "p_value": 0.1, "min_detectable_delta": 0.2}
+
+
+def test_verdict_says_when_its_ci_spans_several_levels():
+    th, kw = ThresholdsSection(), {"delta": 1.0}
+    v = decide(_rel_ci(0.04, -0.01, 0.09), kw, 0, th)  # 8 % gain, CI from -2 % to +18 %
+    assert v["level"] == MODERATE and v["uncertain_between"] == [INSUFFICIENT, GOOD]
+    v = decide(_rel_ci(0.1, 0.06, 0.14), kw, 0, th)  # 20 %, CI 12 %..28 %: GOOD whichever end
+    assert v["level"] == GOOD and v["uncertain_between"] is None
+    v = decide(_rel_ci(0.1, 0.06, 0.14), kw, 3, th)  # regressions cap it: MODERATE at both ends
+    assert v["level"] == MODERATE and v["uncertain_between"] is None

@@ -7,6 +7,7 @@ Each line: {"id": <prompt id>, "variant": <"base" or adapter name>, "response": 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,7 +72,8 @@ class ReplayBackend(Backend):
             raise ConfigError(f"model.replay_file: {self.path} is not UTF-8 text ({exc.reason}); save it as UTF-8"
                               ) from None
         ids = {p.id for p in self.cfg.prompts}
-        unknown = sorted({i for i, _ in self.answers} - ids)
+        # a noisy-speech variant's answer ("cmd-01.noisy2", see noisy.py) belongs to its source prompt
+        unknown = sorted(i for i in {i for i, _ in self.answers} - ids if re.sub(r"\.noisy\d+$", "", i) not in ids)
         if unknown:
             raise ConfigError(f"{self.path}: unknown prompt id {unknown[0]!r} (not in the config's prompts); fix the id")
         for v in variants:  # a variant the file never mentions is a mistake; a few gaps are failed answers

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 REPORT_FILE = "benchmark_report.txt"
 HTML_FILE = "benchmark_report.html"
 CHARTS_FILE = "benchmark_charts.png"
+ROBUSTNESS_CHART = "benchmark_robustness.png"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,11 +80,13 @@ def run(args: argparse.Namespace) -> int:
     # while rendering leaves the previous reports as they were, never a new text beside an old page.
     report, page = txt.render(data, args.lang), html.render(data, args.lang)
     charts.write(data, out_dir / CHARTS_FILE, args.lang)
+    robust_chart = charts.write_robustness(data, out_dir / ROBUSTNESS_CHART, args.lang)
     fsutil.atomic_write_text(out_dir / REPORT_FILE, report)
     fsutil.atomic_write_text(out_dir / HTML_FILE, page)
     if not args.quiet:
         print(report)
-        print(f"Report: {out_dir / REPORT_FILE}\nHTML:   {out_dir / HTML_FILE}\nCharts: {out_dir / CHARTS_FILE}")
+        print(f"Report: {out_dir / REPORT_FILE}\nHTML:   {out_dir / HTML_FILE}\nCharts: {out_dir / CHARTS_FILE}"
+              + (f"\n        {robust_chart}" if robust_chart else ""))
     return EXIT_OK
 
 

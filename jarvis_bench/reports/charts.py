@@ -34,6 +34,8 @@ def _summary_text(data: dict[str, Any], lang: str) -> str:
                   f"  gain {v['relevance_gain']:+.1f}{unit} · p = {r['p_value']:.3g} ({sig})",
                   L["wtl"].format(w=r["wins"], t=r["ties"], l=r["losses"], r=v["regressions"]),
                   L["verdict"].format(level=v["level"])]
+        if v.get("uncertain_between"):
+            lines.append(L["uncertain"].format(lo=v["uncertain_between"][0], hi=v["uncertain_between"][-1]))
     if st.get("avg_cosine_similarity") is not None:
         lines += ["", L["cosine"].format(c=st["avg_cosine_similarity"])]
     return "\n".join(lines)
@@ -109,5 +111,46 @@ def write(data: dict[str, Any], dest: Path, lang: str = "fr") -> Path:
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     with atomic_path(dest, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return dest
+
+
+def write_robustness(data: dict[str, Any], dest: Path, lang: str = "fr") -> Path | None:
+    """benchmark_robustness.png, when the run had noisy-speech variants: per variant, tool accuracy and
+    argument accuracy on the clean source prompts and on their noisy variants (exact CIs), and relevance."""
+    rob = data.get("robustness")
+    if not rob:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    L = T[lang]["charts"]
+    names = list(rob["per_variant"])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    fig.suptitle(L["robust_title"].format(n=rob["noisy_prompts"], s=rob["sources"]), fontsize=13, fontweight="bold")
+    x = np.arange(len(names))
+    for ax, key, title in zip(axes, ("tool_accuracy", "args_accuracy", "relevance"),
+                              (L["robust_tool"], L["robust_args"], L["robust_rel"])):
+        for k, kind in enumerate(("clean", "noisy")):
+            vals = [rob["per_variant"][v][kind][key] for v in names]
+            heights = [0 if y is None else y for y in vals]
+            err = None
+            if key != "relevance":
+                cis = [rob["per_variant"][v][kind].get(f"{key}_ci") or [h, h] for v, h in zip(names, heights)]
+                err = np.array([[h - c[0] for h, c in zip(heights, cis)], [c[1] - h for h, c in zip(heights, cis)]])
+            ax.bar(x + (k - 0.5) * 0.38, heights, 0.36, yerr=err, capsize=4, label=L[f"robust_{kind}"],
+                   color=("#2563eb", "#d97706")[k])
+            for xi, y in zip(x, vals):
+                ax.text(xi + (k - 0.5) * 0.38, (y or 0) + 0.02, "-" if y is None else f"{y:.2f}", ha="center", fontsize=9)
+        ax.set_xticks(x, names)
+        ax.set_ylim(0, 1.15)
+        ax.set_title(title)
+        ax.legend(loc="upper left", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(dest, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return dest

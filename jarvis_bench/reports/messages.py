@@ -195,12 +195,18 @@ CHARTS_SUMMARY = {
            "variant": "{v}: pertinence {rel:.3f} · mots-clés {kw:.2f} · outil {tool:.0%}",
            "incomplete": "  VERDICT : INCOMPLETE", "sig": "significatif", "nosig": "non significatif",
            "wtl": "  V/E/D {w}/{t}/{l} · régressions {r}", "verdict": "  VERDICT : {level}",
-           "cosine": "cosinus base↔ft moyen : {c:.3f}"},
+           "cosine": "cosinus base↔ft moyen : {c:.3f}", "uncertain": "  (IC : de {lo} à {hi})",
+           "robust_title": "Robustesse à la parole bruitée — {n} variantes de {s} prompts (hors verdict)",
+           "robust_tool": "Outil correct (IC exact)", "robust_args": "Arguments justes (IC exact)",
+           "robust_rel": "Pertinence moyenne", "robust_clean": "prompts propres", "robust_noisy": "variantes bruitées"},
     "en": {"ranking": "Ranking:", "best": "best:",
            "variant": "{v}: relevance {rel:.3f} · keywords {kw:.2f} · tool {tool:.0%}",
            "incomplete": "  VERDICT: INCOMPLETE", "sig": "significant", "nosig": "not significant",
            "wtl": "  W/T/L {w}/{t}/{l} · regressions {r}", "verdict": "  VERDICT: {level}",
-           "cosine": "mean cosine base↔ft: {c:.3f}"},
+           "cosine": "mean cosine base↔ft: {c:.3f}", "uncertain": "  (CI: from {lo} to {hi})",
+           "robust_title": "Robustness to noisy speech — {n} variants of {s} prompts (not in the verdict)",
+           "robust_tool": "Tool correct (exact CI)", "robust_args": "Arguments right (exact CI)",
+           "robust_rel": "Mean relevance", "robust_clean": "clean prompts", "robust_noisy": "noisy variants"},
 }
 
 CONSOLE = {
