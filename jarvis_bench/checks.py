@@ -477,6 +477,30 @@ def check_embedder(cfg: Config) -> Check:
 # ------------------------------------------------------------------ all together
 
 
+def check_is_the_gain_real(cfg: Any) -> list[Check]:
+    """The phonemiser when noisy-speech variants are asked for, the training files when they are given."""
+    out: list[Check] = []
+    if cfg.robustness.variants_per_prompt:
+        from . import noisy, phonemes
+
+        try:
+            phonemes.ipa("bonjour")
+            n = len(noisy.generate(cfg.prompts, cfg.robustness.variants_per_prompt, cfg.generation.seed))
+            out.append(Check("OK", "noisy", f"{n} noisy-speech variants ({phonemes.version()}), see "
+                             "results/noisy_prompts.json after the run"))
+        except JarvisBenchError as exc:
+            out.append(Check("FAIL", "noisy", str(exc)))
+    if cfg.training_data:
+        from .overlap import read_training
+
+        try:
+            n = len(read_training([cfg.resolve(p) for p in cfg.training_data]))
+            out.append(Check("OK", "training data", f"{n} training prompts in {len(cfg.training_data)} file(s)"))
+        except JarvisBenchError as exc:
+            out.append(Check("FAIL", "training data", str(exc)))
+    return out
+
+
 def run_all(config_path: Path, *, demo: bool = False) -> list[Check]:
     """Every check, in the order a user fixes them. Config problems stop the config-dependent checks."""
     from . import config as config_mod
@@ -508,12 +532,12 @@ def run_all(config_path: Path, *, demo: bool = False) -> list[Check]:
     if not backend.loads_model:
         checks += backend.setup_checks(cfg, None)
         checks.append(check_embedder(cfg))
-        return checks
+        return checks + check_is_the_gain_real(cfg)
     src = locate_model(cfg, demo=demo)
     checks += [*check_model(src), *check_hardware(cfg, src), *check_bitsandbytes(cfg), *check_disk(src),
                *check_adapters(cfg, src), *backend.setup_checks(cfg, src)]
     checks.append(check_embedder(cfg))
-    return checks
+    return checks + check_is_the_gain_real(cfg)
 
 
 def as_json(checks: list[Check]) -> dict[str, Any]:

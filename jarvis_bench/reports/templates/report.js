@@ -49,6 +49,10 @@
     document.querySelectorAll('[data-ncol]').forEach(function(c){var k=c.getAttribute('data-ncol');c.hidden=k!==a&&k!=='base';});
     count.textContent=n;
   }
+  // from the address too: benchmark_report.html?rule=brand&noisy=broken#robustness
+  var p=new URLSearchParams(location.search);
+  if(p.get('rule'))rule.value=p.get('rule');if(p.get('nadapter'))ad.value=p.get('nadapter');
+  if(p.get('nq'))q.value=p.get('nq');fail.checked=p.get('noisy')==='broken';
   [rule,ad,fail].forEach(function(e){e.addEventListener('change',apply);});
   q.addEventListener('input',apply);
   apply();
