@@ -98,7 +98,7 @@ def verdicts(data: dict[str, Any], lang: str = "fr") -> None:
         rows = [c["robust_row"].format(v=v, c=pv["clean"]["tool_accuracy"], n=pv["noisy"]["tool_accuracy"])
                 for v, pv in rob["per_variant"].items()
                 if pv["clean"]["tool_accuracy"] is not None and pv["noisy"]["tool_accuracy"] is not None]
-        console.print(escape(c["robust"].format(n=rob["noisy_prompts"], rows=" · ".join(rows))))
+        console.print(escape(c["robust"].format(n=rob["noisy_prompts"], rows=" · ".join(rows) or c["robust_none"])))
     ov = data.get("training_overlap")
     if ov:
         seen = ov.get("seen") or []
