@@ -4,9 +4,11 @@
 three noise rules to the words of the source (the rule names are kept with the variant):
 
 - `homophone`: a word by one that sounds the same (son/sont, a/à, et/est, vers/vert/verre, pause/pose);
-- `respelling`: letters by others that sound the same (ç/ss, en/an, o/au/eau, é/er/ez, a doubled
-  consonant written single, y/i, ph/f, th/t); c/k/qu respellings only inside the names of `brand`;
-- `silent_letter`: a silent final letter added or dropped (écran/écrant, minutes/minute, son/sons);
+- `respelling`: in a name only (a brand, an acronym, a capitalised word), letters by others that sound
+  the same (c/k/qu, ç/ss, y/i, ph/f, s/z, er/eur, é/è/ai, a doubled consonant written single): a
+  recogniser spells by ear what it does not know, and writes everyday words as it knows them;
+- `silent_letter`: a silent final letter added or dropped (écran/écrant, minutes/minute, son/sons; never
+  an -s on an infinitive);
 - `split`: a word cut in two where a recogniser hears two ("minuteur" -> "minute heure", "discord" ->
   "disque corde"), or a hyphenated pair written apart ("mets-moi" -> "mets moi");
 - `elision`: an elision lost or glued ("l'écran" -> "le écran", "lécran"), or a liaison written out
@@ -84,13 +86,11 @@ _NUMBERS = ("zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "hu
 _TENS = {20: "vingt", 30: "trente", 40: "quarante", 50: "cinquante", 60: "soixante"}
 # Grapheme -> same-sounding graphemes (inside a word; applied once, at one position).
 _RESPELL: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (r"ç", ("ss",)),
-    (r"(?<=[^aeiou])en(?=[^aeiouyn]|$)", ("an",)), (r"eau", ("o", "au")), (r"au", ("o",)),
-    (r"é$", ("er", "ez")), (r"ê", ("è",)), (r"(?<!i)ll(?!es?$)", ("l",)), (r"rr", ("r",)), (r"tt", ("t",)),
-    (r"pp", ("p",)), (r"mm", ("m",)), (r"nn", ("n",)), (r"ff", ("f",)), (r"y$", ("i",)), (r"ph", ("f",)),
-    (r"th", ("t",)), (r"ô", ("o", "au")), (r"o(?=[mns]e$)", ("au",)),
+    (r"c(?=[aoulr])", ("k",)), (r"qu", ("k",)), (r"ç", ("ss",)), (r"y", ("i",)), (r"ph", ("f",)),
+    (r"th", ("t",)), (r"(?<=[aeiou])s(?=[aeiou])", ("z",)), (r"er$", ("eur", "ère")), (r"ei", ("è",)),
+    (r"rr", ("r",)), (r"ll", ("l",)), (r"tt", ("t",)), (r"ss", ("s",)), (r"é", ("è", "ai")),
 )
-_SILENT_ADD = (("s", r"[aeiouéènrl]$"), ("t", r"(an|en|on|ain|in)$"), ("x", r"(eau|eu)$"))
+_SILENT_ADD = (("s", r"([aeioéèln]|[^ae]u|eur|our|re)$"), ("t", r"(an|on|ain|in)$"), ("x", r"(eau|eu)$"))
 _SILENT_DROP = r"(?<=[a-zéèêû])[sx]$|(?<=r)t$"
 _VOWEL_START = re.compile(r"^[aeiouyéèêàâîôûh]", re.IGNORECASE)
 _ELIDED = re.compile(r"^([ldjmtsnc]|qu|jusqu|lorsqu)'(.+)$", re.IGNORECASE)
@@ -150,6 +150,13 @@ def _homophones(w: str, rng: random.Random) -> list[str]:
     return list(_HOMOPHONES.get(w, ()))
 
 
+def _is_name(token: str, position: int) -> bool:
+    """A brand, an acronym or a capitalised name past the first word: what a recogniser spells by ear.
+    Everyday words it writes as it knows them (a misspelt "comment" is no recogniser's output)."""
+    word = _split_token(token)[1]
+    return word.lower() in _BRANDS or (len(word) > 1 and word.isupper()) or (position > 0 and word[:1].isupper())
+
+
 def _respellings(w: str, rng: random.Random) -> list[str]:
     if "'" in w or len(w) < 3:
         return []
@@ -177,6 +184,17 @@ def _splits(w: str, rng: random.Random) -> list[str]:
 
 def _brands(w: str, rng: random.Random) -> list[str]:
     return list(_BRANDS.get(w, ()))
+
+
+def _respell_edit(tokens: list[str], rng: random.Random) -> list[str] | None:
+    """Letters by same-sounding ones, in names only (see _is_name), written in lower case."""
+    options = [(i, pre + cand + post) for i, tok in enumerate(tokens) if _is_name(tok, i)
+               for pre, word, post in [_split_token(tok)] for cand in _respellings(word.lower(), rng)
+               if cand != word.lower()]
+    if not options:
+        return None
+    i, new = rng.choice(options)
+    return tokens[:i] + [new] + tokens[i + 1:]
 
 
 def _brand_edit(tokens: list[str], rng: random.Random) -> list[str] | None:
@@ -233,7 +251,7 @@ def _elision(tokens: list[str], rng: random.Random) -> list[str] | None:
 
 
 _EDITS: dict[str, _Edit] = {
-    "homophone": _word_edit(_homophones), "respelling": _word_edit(_respellings),
+    "homophone": _word_edit(_homophones), "respelling": _respell_edit,
     "silent_letter": _word_edit(_silent), "split": _word_edit(_splits), "elision": _elision,
     "number": _word_edit(_numbers), "accents": _word_edit(_accents), "brand": _brand_edit,
 }
