@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from . import stats
@@ -190,12 +191,13 @@ def analyze(data: dict[str, Any], cfg: Config) -> dict[str, Any]:
 def training_overlap(data: dict[str, Any], cfg: Config, embed: Any) -> dict[str, Any] | None:
     """`data["training_overlap"]`: every benchmark prompt (and noisy variant) against the training files of
     `cfg.training_data`, the ones found there listed as seen (None, and no section, without training files)."""
-    if not cfg.training_data:
+    # the config's files, else those the run was given (--train-data is no config field: a rescore keeps them)
+    files = [cfg.resolve(p) for p in cfg.training_data] or [Path(p) for p in data["metadata"].get("training_data") or []]
+    if not files:
         data.pop("training_overlap", None)
         return None
     from . import overlap
 
-    files = [cfg.resolve(p) for p in cfg.training_data]
     training = overlap.read_training(files)
     asked = [(r["id"], r["prompt"]) for r in data["results"]]
     noisy = [(r["id"], r["prompt"]) for r in data.get("noisy_results") or []]

@@ -116,7 +116,7 @@ _Edit = Callable[[list[str], random.Random], list[str] | None]
 
 
 def _strip_accents(w: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", w) if not unicodedata.combining(c))
+    return "".join(c for c in unicodedata.normalize("NFD", w) if not unicodedata.combining(c))  # NFKD: ² -> 2
 
 
 def _keep_case(orig: str, new: str) -> str:
@@ -226,7 +226,7 @@ def _number_words(n: int) -> str | None:
 
 
 def _numbers(w: str, rng: random.Random) -> list[str]:
-    if w.isdigit() and len(w) <= 2:
+    if re.fullmatch(r"[0-9]{1,2}", w):  # not str.isdigit: "²" and "③" are digits to it
         words = _number_words(int(w))
         return [words] if words else []
     if w in _NUMBERS[2:] or w in _TENS.values():
@@ -318,11 +318,20 @@ def variants(prompt_id: str, text: str, n: int, seed: int) -> list[Variant]:
 
 
 def generate(prompts: Sequence[PromptSpec], n: int, seed: int) -> list[Variant]:
-    """Noisy variants of every prompt with an expected tool, in prompt order."""
+    """Noisy variants of every prompt with an expected tool, in prompt order. A variant's id is
+    "<source id>.noisy<k>"; where a prompt already holds that id (a variant frozen into the config), the
+    next free k is taken, so a generated id never names another prompt."""
     out: list[Variant] = []
+    taken = {p.id for p in prompts}
     for p in prompts:
         if p.expected_tool is not None and n > 0:
-            out += variants(p.id, p.prompt, n, seed)
+            for v in variants(p.id, p.prompt, n, seed):
+                k = int(v.id.rsplit(".noisy", 1)[1])
+                while v.id in taken:
+                    k += 1
+                    v.id = f"{p.id}.noisy{k}"
+                taken.add(v.id)
+                out.append(v)
     return out
 
 

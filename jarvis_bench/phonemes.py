@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import re
+import sys
 import threading
 from typing import Any
 
@@ -21,6 +23,7 @@ from .errors import ConfigError
 _AUDIO_OUTPUT_RETRIEVAL = 1  # espeak_Initialize: no audio device is opened
 _CHARS_UTF8 = 1
 _PHONEMES_IPA = 0x02
+_DONT_EXIT = 0x8000  # espeakINITIALIZE_DONT_EXIT: without it a failed start calls exit(1) on the whole process
 #: What eSpeak writes besides phonemes: stress and length marks, word and liaison separators, and the
 #: language-switch flags it adds around words it reads as English ("(en)spˈɒtɪfˌaɪ(fr)").
 _NOT_PHONEMES = re.compile(r"\([a-z-]+\)|[ˈˌ\s\-‿_]")
@@ -36,8 +39,10 @@ def _library() -> Any:
         import espeakng_loader
 
         lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        data = espeakng_loader.get_data_path().encode()
-    except (ImportError, OSError, RuntimeError) as exc:
+        folder = espeakng_loader.get_data_path()
+        # eSpeak opens its data with the C library: the ANSI code page on Windows, the file-system bytes elsewhere
+        data = folder.encode("mbcs") if sys.platform == "win32" else os.fsencode(folder)
+    except (ImportError, OSError, RuntimeError, UnicodeError) as exc:
         raise ConfigError(f"the French phonemiser (eSpeak NG from the espeakng-loader package) cannot be loaded "
                           f"({exc}); run `uv sync` to install it") from None
     lib.espeak_Initialize.restype = ctypes.c_int
@@ -46,7 +51,8 @@ def _library() -> Any:
     lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
     lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
     lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
-    if lib.espeak_Initialize(_AUDIO_OUTPUT_RETRIEVAL, 0, data, 0) <= 0 or lib.espeak_SetVoiceByName(b"fr") != 0:
+    started = lib.espeak_Initialize(_AUDIO_OUTPUT_RETRIEVAL, 0, data, _DONT_EXIT)
+    if started <= 0 or lib.espeak_SetVoiceByName(b"fr") != 0:
         raise ConfigError("eSpeak NG (espeakng-loader) did not start with its French voice; reinstall it with "
                           "`uv sync --reinstall-package espeakng-loader`")
     return lib
@@ -65,7 +71,8 @@ def version() -> str:
 @functools.lru_cache(maxsize=4096)
 def ipa_words(text: str) -> str:
     """eSpeak's IPA for `text`, clause by clause, stress marks and word separators kept."""
-    lib = _library()
+    with _lock:  # eSpeak is started once, by one thread
+        lib = _library()
     raw = text[:MAX_CHARS].replace("\0", " ").encode("utf-8", "replace")
     out: list[str] = []
     with _lock:

@@ -35,6 +35,7 @@ def generate(
     from .noisy import specs
 
     asked = [*prompts, *specs(noisy, prompts)]
+    later = frozenset(v.id for v in noisy)
     t0 = started if started is not None else time.perf_counter()
     backend = backends.create(cfg, device=device)
     log.info(
@@ -46,7 +47,7 @@ def generate(
         backend.prepare(variants)
         prepare_s = time.perf_counter() - t_prep
         outcome = runner.run(cfg, backend, variants, asked, out_dir=out_dir, cache=cache, progress=progress,
-                             skip_too_long=skip_too_long)
+                             skip_too_long=skip_too_long, later=later)
         info = backend.info()
     finally:
         backend.close()

@@ -62,6 +62,8 @@ def build(
     of the same shape with their `source_id` and noise `rules`: never in `results`, never in the verdict."""
     adapters = [v for v in variants if not v.is_base]
     skipped = {s["id"] for s in outcome.skipped}
+    clean_missing = sum((p.id, v.name) not in outcome.generations for p in prompts if p.id not in skipped
+                        for v in variants)
     metadata_block = {
         "schema_version": SCHEMA_VERSION,
         "base_model": cfg.model.base_name or cfg.model.base,
@@ -80,12 +82,13 @@ def build(
         "versions": versions(),
         "platform": {"system": platform.system(), "machine": platform.machine(), "python": sys.version.split()[0]},
         "command": list(argv) if argv is not None else None,
+        "training_data": [str(cfg.resolve(p)) for p in cfg.training_data],
         "n_prompts": len(prompts) - len(skipped & {p.id for p in prompts}),
         "categories": list(dict.fromkeys(p.category for p in prompts)),
-        "complete": outcome.missing == 0,
+        "complete": clean_missing == 0,
         "timed_out": outcome.timed_out,
         "interrupted": outcome.interrupted,
-        "missing_answers": outcome.missing,
+        "missing_answers": clean_missing,  # of the prompts; the noisy variants' are in robustness
         "skipped_prompts": outcome.skipped,
         "timings": {
             **timings,
@@ -113,6 +116,7 @@ def build(
         from . import noisy as noise
 
         metadata_block["robustness"] = {"variants_per_prompt": cfg.robustness.variants_per_prompt,
+                                        "missing_answers": sum(len(variants) - len(r["variants"]) for r in noisy_rows),
                                         "seed": cfg.generation.seed, "noisy_prompts": len(noisy_rows),
                                         "max_phoneme_distance": noise.MAX_PHONEME_DISTANCE,
                                         "phonemiser": noise.phonemes.version()}

@@ -6,7 +6,8 @@
 - per model variant (base, each adapter), on the source prompts and on their noisy variants: tool accuracy
   (share of answers whose first call is the expected tool), argument accuracy (share of the prompts with
   expected arguments whose first call carries all of them right) — both with exact (Clopper-Pearson)
-  intervals — and mean relevance; then the drop (clean - noisy);
+  intervals — and mean relevance; then the drop, paired: per variant, its source's clean score minus its
+  own, averaged over the variants, with a CI clustered by source prompt;
 - per adapter, its difference with the base on the noisy variants, with a 95 % CI clustered by source
   prompt: the variants of one prompt share its difficulty, so whole source prompts are resampled, not
   variants (resampling variants would count 30 prompts x 4 variants as 120 independent tries).
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from . import stats
 from .config import Config
@@ -52,27 +51,27 @@ def _summary(rows: Sequence[dict[str, Any]], v: str, confidence: float) -> dict[
     return out
 
 
-def _per_source(rows: Sequence[dict[str, Any]], v: str, key: str) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
-    for r in rows:
+def _drop(clean: Sequence[dict[str, Any]], noisy: Sequence[dict[str, Any]], v: str, key: str,
+          cfg: Config) -> dict[str, Any] | None:
+    """What noise costs, paired: per noisy variant, its source's clean score minus its own; the mean over the
+    variants (so a source weighs by its number of variants, like the noisy column), with a CI from whole
+    source prompts resampled (the cluster bootstrap)."""
+    src = {r["id"]: _item(m, key) for r in clean if (m := _answered(r, v))}
+    diffs, clusters = [], []
+    for r in noisy:
         m = _answered(r, v)
-        x = _item(m, key) if m else None
-        if x is not None:
-            out.setdefault(r.get("source_id") or r["id"], []).append(x)
-    return out
-
-
-def _drop_ci(clean: Sequence[dict[str, Any]], noisy: Sequence[dict[str, Any]], v: str, key: str,
-             cfg: Config) -> list[float] | None:
-    """CI of clean - noisy, one term per source prompt (its clean score minus its variants' mean)."""
-    c, n = _per_source(clean, v, key), _per_source(noisy, v, key)
-    ids = [s for s in c if s in n]
-    if len(ids) < 2:
+        x, c = (_item(m, key) if m else None), src.get(r["source_id"])
+        if x is not None and c is not None:
+            diffs.append(c - x)
+            clusters.append(r["source_id"])
+    if not diffs:
         return None
-    drops = [c[s][0] - sum(n[s]) / len(n[s]) for s in ids]
-    lo, hi = stats.bootstrap_ci(np.asarray(drops), resamples=cfg.scoring.bootstrap_resamples,
-                                confidence=cfg.scoring.confidence, seed=cfg.generation.seed)
-    return [round(lo, 4), round(hi, 4)]
+    out: dict[str, Any] = {"value": round(sum(diffs) / len(diffs), 4), "ci": None}
+    if len(set(clusters)) > 1:  # one source prompt: nothing to resample, no interval
+        lo, hi = stats.cluster_bootstrap_ci(diffs, clusters, resamples=cfg.scoring.bootstrap_resamples,
+                                            confidence=cfg.scoring.confidence, seed=cfg.generation.seed)
+        out["ci"] = [round(lo, 4), round(hi, 4)]
+    return out
 
 
 def _paired(rows: Sequence[dict[str, Any]], adapter: str, key: str, cfg: Config) -> dict[str, Any] | None:
@@ -87,7 +86,7 @@ def _paired(rows: Sequence[dict[str, Any]], adapter: str, key: str, cfg: Config)
             continue
         diffs.append(t - b)
         clusters.append(r.get("source_id") or r["id"])
-    if not diffs:
+    if len(set(clusters)) < 2:  # one source prompt: nothing to resample, no interval
         return None
     lo, hi = stats.cluster_bootstrap_ci(diffs, clusters, resamples=cfg.scoring.bootstrap_resamples,
                                         confidence=cfg.scoring.confidence, seed=cfg.generation.seed)
@@ -109,9 +108,10 @@ def analyze(data: dict[str, Any], cfg: Config) -> dict[str, Any] | None:
     per_variant: dict[str, Any] = {}
     for v in variants:
         c, n = _summary(clean, v, conf), _summary(noisy, v, conf)
-        drop = {k: round(c[k] - n[k], 4) if c[k] is not None and n[k] is not None else None for k in METRICS}
-        drop["tool_accuracy_ci"] = _drop_ci(clean, noisy, v, "tool_accuracy", cfg)
-        drop["relevance_ci"] = _drop_ci(clean, noisy, v, "relevance", cfg)
+        drop: dict[str, Any] = {}
+        for k in METRICS:
+            d = _drop(clean, noisy, v, k, cfg)
+            drop[k], drop[f"{k}_ci"] = (d["value"], d["ci"]) if d else (None, None)
         per_variant[v] = {"clean": c, "noisy": n, "drop": drop}
     comparisons = {a: {"noisy": {k: _paired(noisy, a, k, cfg) for k in METRICS},
                        "clean": {k: _paired(clean, a, k, cfg) for k in METRICS}}
@@ -138,7 +138,9 @@ def gate(data: dict[str, Any], max_drop: float | None) -> str | None:
         return None
     rob = data.get("robustness")
     best = (data.get("statistics") or {}).get("best_adapter")
-    if not rob or not best:
+    if not best:
+        return "no adapter was compared with the base"
+    if not rob:
         return "no noisy-speech results to judge robustness on (run with --noisy N)"
     d = rob["per_variant"].get(best, {}).get("drop", {}).get("tool_accuracy")
     if d is None:

@@ -98,8 +98,9 @@ def run(
     cache: GenerationCache | None,
     progress: bool = True,
     skip_too_long: bool = False,
+    later: frozenset[str] = frozenset(),
 ) -> RunOutcome:
-    """Answer every prompt with every variant. Finished answers are flushed to disk one by one,
+    """Answer every prompt with every variant (the prompts whose ids are in `later` after all the others). Finished answers are flushed to disk one by one,
     so an interruption (KeyboardInterrupt propagates after this returns partial state) loses nothing."""
     requests = [Request(p.id, tuple(chat.messages(cfg, p))) for p in prompts]
     identity = backend.identity()
@@ -137,26 +138,34 @@ def run(
                     else:
                         todos[v.name].append(r)
             skip = _check_fit(backend, todos, cfg.generation.max_new_tokens, skip_too_long, outcome)
-            for v in variants:
-                todo = [r for r in todos[v.name] if r.prompt_id not in skip]
-                if not todo:
-                    continue
-                if deadline is not None and time.monotonic() >= deadline:
-                    outcome.timed_out = True
-                    break
-                bar.describe(f"Génération · {v.name}")
-                t0 = time.perf_counter()
-                for gen in backend.generate(v, todo):
-                    record(gen, new=True)
-                    outcome.generated += 1
-                    bar.advance()
+            # `later` prompts (noisy-speech variants) only once every variant answered the others: a timeout
+            # or a Ctrl+C spent on them never leaves the clean comparison without its answers
+            phases = [lambda r: r.prompt_id not in later, lambda r: r.prompt_id in later] if later else [lambda r: True]
+            for first, in_phase in zip((True, False), phases):
+                for v in variants:
+                    todo = [r for r in todos[v.name] if r.prompt_id not in skip and in_phase(r)]
+                    if not todo:
+                        continue
                     if deadline is not None and time.monotonic() >= deadline:
                         outcome.timed_out = True
                         break
-                outcome.seconds_per_variant[v.name] = round(time.perf_counter() - t0, 3)
+                    bar.describe(f"Génération · {v.name}")
+                    t0 = time.perf_counter()
+                    for gen in backend.generate(v, todo):
+                        record(gen, new=True)
+                        outcome.generated += 1
+                        bar.advance()
+                        if deadline is not None and time.monotonic() >= deadline:
+                            outcome.timed_out = True
+                            break
+                    outcome.seconds_per_variant[v.name] = round(outcome.seconds_per_variant.get(v.name, 0.0)
+                                                                + time.perf_counter() - t0, 3)
+                    if outcome.timed_out:
+                        break
+                    if first:
+                        _recheck(backend, v, todo[0], outcome, deadline)
                 if outcome.timed_out:
                     break
-                _recheck(backend, v, todo[0], outcome, deadline)
         except KeyboardInterrupt:
             outcome.interrupted = True
     outcome.missing = total - len(outcome.generations) - len(outcome.skipped) * len(variants)

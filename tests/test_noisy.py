@@ -90,6 +90,16 @@ def test_rules_do_what_they_say():
     assert noisy._accents("météo", rng) == ["meteo"]
     assert noisy._brand_edit(["scan", "MEXC"], rng)[0] == "scan"  # the name, in lower case, spelt by ear
     assert {"lécran", "le"} & set(noisy._elision(["verrouille", "l'écran"], rng))
+    assert noisy._numbers("²", rng) == [] and noisy._accents("1²", rng) == []  # digits to str.isdigit, not to us
+    assert all("²" in v.text for v in noisy.variants("p", "règle sur 1²", 3, 42))
+
+
+def test_a_generated_id_never_names_another_prompt(prompts):
+    frozen = prompts[0].model_copy(update={"id": f"{prompts[0].id}.noisy1", "prompt": "ouvre crom"})
+    made = noisy.generate([prompts[0], frozen], 2, 1234)
+    ids = [v.id for v in made if v.source_id == prompts[0].id]
+    assert ids == [f"{prompts[0].id}.noisy2", f"{prompts[0].id}.noisy3"]  # .noisy1 is the frozen prompt's
+    assert len({v.id for v in made}) == len(made)
 
 
 def test_a_long_or_empty_prompt_is_bounded():
@@ -131,6 +141,45 @@ def test_the_hand_labelled_sample_is_plausible_and_still_what_the_generator_make
             made[(seed, v.id)] = v.text
     stale = [r["id"] for r in rows if made.get((r["seed"], r["id"])) != r["variant"]]
     assert not stale, f"the generator no longer makes {stale[:5]}: label a fresh sample"
+
+
+# ------------------------------------------------------------------------------------------ statistics
+
+
+def _rows(spec: list[tuple[bool, list[bool | None]]]) -> dict:
+    """Results with one adapter: per source, its clean tool_correct and its variants' (None = failed)."""
+    def ans(ok):
+        return {"response": "x", "metrics": None if ok is None else {"tool_correct": ok, "relevance": float(ok),
+                                                                      "args_score": None}}
+    clean, noisy_rows = [], []
+    for i, (c, vs) in enumerate(spec):
+        clean.append({"id": f"s{i}", "category": "c", "prompt": "p", "variants": {"base": ans(False), "a": ans(c)}})
+        noisy_rows += [{"id": f"s{i}.noisy{k}", "source_id": f"s{i}", "prompt": "q", "rules": ["homophone"],
+                        "variants": {"base": ans(False), "a": ans(v)}} for k, v in enumerate(vs, 1)]
+    return {"metadata": {"variants": ["base", "a"]}, "results": clean, "noisy_results": noisy_rows,
+            "statistics": {"best_adapter": "a"}}
+
+
+def test_the_drop_is_paired_and_inside_its_own_interval():
+    # 10 short prompts with 1 variant each, lost under noise; 10 long ones with 4 variants, all kept
+    data = _rows([(True, [False])] * 10 + [(True, [True] * 4)] * 10)
+    rob = robustness.analyze(data, config.load(CONFIG))
+    d = rob["per_variant"]["a"]["drop"]
+    assert d["tool_accuracy"] == 0.2  # 10 of the 50 variants lost what their source had
+    assert d["tool_accuracy_ci"][0] <= d["tool_accuracy"] <= d["tool_accuracy_ci"][1]
+    assert robustness.gate(data, 0.1).startswith("best adapter a loses 0.20")
+
+
+def test_failed_noisy_answers_are_no_failures_under_noise_and_one_source_has_no_interval():
+    data = _rows([(True, [None, None]), (True, [False])])
+    rob = robustness.analyze(data, config.load(CONFIG))
+    assert rob["per_variant"]["a"]["noisy"]["answered"] == 1
+    assert rob["per_variant"]["a"]["drop"]["tool_accuracy_ci"] is None  # one source answered: nothing to resample
+    assert rob["comparisons"]["a"]["noisy"]["tool_accuracy"] is None
+    from jarvis_bench.reports.txt import robustness_parts
+
+    lines = " ".join(robustness_parts(data, "en")["lines"])
+    assert "s1.noisy1" in lines and "s0.noisy1" not in lines
 
 
 # ---------------------------------------------------------------------------------- through the pipeline

@@ -70,6 +70,15 @@ def test_two_prompts_with_the_same_text_both_come_back_from_the_cache(cfg, tmp_p
     assert all(g.prompt_id == pid for (pid, _), g in again.generations.items())
 
 
+def test_later_prompts_come_after_every_variant_answered_the_others(cfg, tmp_path):
+    """Noisy variants are `later`: a timeout spent on them never leaves the clean comparison short."""
+    backend = FakeBackend()
+    ids = [p.id for p in cfg.prompts[:4]]
+    out = _run(cfg, backend, tmp_path, None, later=frozenset(ids[2:]))
+    assert backend.calls == [(v.name, ids[:2]) for v in VARIANTS] + [(v.name, ids[2:]) for v in VARIANTS]
+    assert out.generated == 12 and backend.rechecked == ["base", "early", "late"]
+
+
 def test_a_changed_prompt_or_setting_is_generated_again(cfg, tmp_path):
     cache = GenerationCache(tmp_path / "gen.sqlite3")
     _run(cfg, FakeBackend(), tmp_path, cache)

@@ -45,7 +45,11 @@ def test_three_benchmark_prompts_in_the_training_file_are_exactly_the_seen_ones(
     printed = capsys.readouterr().out
     assert "3 prompt(s) vus à l'entraînement" in printed and "(cmd-06, rt-03, rt-09)" in printed
 
-    assert analyze.main(["--input", str(out / "benchmark_results.json"), "--quiet"]) == 0
+    # --train-data is no config field: a rescore keeps the files the run was given
+    assert analyze.main(["--input", str(out / "benchmark_results.json"), "--quiet", "--rescore"]) == 0
+    again = json.loads((out / "benchmark_results.json").read_text(encoding="utf-8"))
+    assert again["training_overlap"]["seen"] == ov["seen"]
+    assert again["statistics"]["comparisons"]["jarvis-demo"]["verdict"]["seen_in_training"] == 3
     report = (out / "benchmark_report.txt").read_text(encoding="utf-8")
     assert "10. PROMPTS VUS À L'ENTRAÎNEMENT" in report and "jarvis-demo sans les 3 prompts vus" in report
     assert "3 prompt(s) vus à l'entraînement" in report.split("7. VERDICT")[1]

@@ -253,9 +253,9 @@ def _robustness_view(data: dict[str, Any], adapters: list[str], t: dict[str, Any
                                                          for v in ["base", *adapters]}})
         oks = {}
         for v in ["base", *adapters]:
-            m = ((r["variants"].get(v) or {}).get("metrics") or {})
+            m = (r["variants"].get(v) or {}).get("metrics")
             clean_ok = bool(((src["variants"].get(v) or {}).get("metrics") or {}).get("tool_correct"))
-            oks[v] = "broken" if clean_ok and not m.get("tool_correct") else "ok" if m.get("tool_correct") else "ko"
+            oks[v] = ("error" if m is None else "ok" if m.get("tool_correct") else "broken" if clean_ok else "ko")
         g["variants"].append({"id": r["id"], "prompt": r["prompt"], "rules": ", ".join(r.get("rules") or []),
                               "rules_list": r.get("rules") or [], "oks": oks,
                               "answers": {v: _answer(r["variants"].get(v), None, t, lang) for v in ["base", *adapters]}})

@@ -249,9 +249,10 @@ def robustness_parts(data: dict[str, Any], lang: str) -> dict[str, Any] | None:
         if d.get("tool_accuracy") is not None and d.get("tool_accuracy_ci"):
             out.append(t["robust_drop"].format(name=name, d=d["tool_accuracy"], c=conf, lo=d["tool_accuracy_ci"][0],
                                                hi=d["tool_accuracy_ci"][1]))
-        broken = [r["id"] for r in noisy_by_id
-                  if ((clean.get(r["source_id"], {}).get("variants", {}).get(name) or {}).get("metrics") or {})
-                  .get("tool_correct") and not ((r["variants"].get(name) or {}).get("metrics") or {}).get("tool_correct")]
+        broken = [r["id"] for r in noisy_by_id if (m := (r["variants"].get(name) or {}).get("metrics")) is not None
+                  and not m.get("tool_correct")  # a failed answer is no failure under noise
+                  and ((clean.get(r["source_id"], {}).get("variants", {}).get(name) or {}).get("metrics") or {})
+                  .get("tool_correct")]
         if broken:
             out.append(t["robust_worst"].format(name=name, ids=", ".join(broken[:12]) + (" …" if len(broken) > 12 else "")))
     return {"head": head, "cols": list(t["robust_cols"]), "rows": rows, "lines": out}
