@@ -514,3 +514,37 @@ def test_lora_on_the_dense_mlp_of_a_moe_model(demo_base, tmp_path):
     shutil.copytree(adapter, without_dense)
     save_file({k: v for k, v in kept.items() if k not in dense}, str(without_dense / "adapter_model.safetensors"))
     assert (mine - _logits(_merged_reference(ref, without_dense))).abs().max().item() > 1e-3  # the dense LoRA counts
+
+
+# ----------------------------------------------------------------------------- the grouped experts forward
+
+
+def test_grouped_forward_equals_routed_on_the_tiny_moe_with_every_adapter_kind(loaded):
+    """model.moe_forward "grouped" on the real tiny checkpoint: the base and each adapter (transformers-4
+    per-expert, transformers-5 fused, attention-only) switched in one model give the routed forward's logits."""
+    from jarvis_bench.backends import moe_4bit
+
+    backend, variants, _, _ = loaded
+    model = backend.model.get_base_model() if hasattr(backend.model, "get_base_model") else backend.model
+    routed = {k: _logits(backend.model, backend, variants[k]) for k in ("base", "t4", "t5", "attn")}
+    model.set_experts_implementation(moe_4bit.GROUPED)
+    try:
+        assert model.config._experts_implementation == moe_4bit.GROUPED
+        for k in ("t5", "base", "t4", "attn", "base"):
+            assert (_logits(backend.model, backend, variants[k]) - routed[k]).abs().max().item() < 1e-4, k
+    finally:
+        model.set_experts_implementation(moe_4bit.IMPLEMENTATION)
+
+
+def test_moe_forward_setting_picks_the_implementation():
+    from jarvis_bench.backends import moe_4bit
+    from jarvis_bench.backends.moe import MoE
+
+    pick = {(c, d): MoE(quantization="4bit", dtype_name="bfloat16", double_quant=True, forward=c, device=d).implementation
+            for c in ("auto", "routed", "grouped") for d in ("cpu", "cuda")}
+    fast = moe_4bit.grouped_fast("cuda", "bfloat16")  # False without a Hopper/Blackwell GPU
+    assert not moe_4bit.grouped_fast("cpu", "bfloat16") and not moe_4bit.grouped_fast("cuda", "float16")
+    assert pick == {("auto", "cpu"): moe_4bit.IMPLEMENTATION,
+                    ("auto", "cuda"): moe_4bit.GROUPED if fast else moe_4bit.IMPLEMENTATION,
+                    ("routed", "cpu"): moe_4bit.IMPLEMENTATION, ("routed", "cuda"): moe_4bit.IMPLEMENTATION,
+                    ("grouped", "cpu"): moe_4bit.GROUPED, ("grouped", "cuda"): moe_4bit.GROUPED}

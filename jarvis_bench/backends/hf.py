@@ -233,7 +233,7 @@ class TransformersBackend(Backend):
     def moe(self) -> MoE | None:
         """The door to everything MoE (None for a dense model): see `moe.py`."""
         return MoE.of(self.model_config.to_dict(), quantization=self.quantization, dtype_name=self.dtype_name,
-                      double_quant=self.cfg.model.double_quant)
+                      double_quant=self.cfg.model.double_quant, forward=self.cfg.model.moe_forward, device=self.device)
 
     def _load_kwargs(self) -> dict[str, Any]:
         import torch

@@ -33,20 +33,32 @@ log = logging.getLogger(__name__)
 class MoE:
     """A mixture-of-experts base model as the transformers backend loads and runs it."""
 
-    def __init__(self, *, quantization: str, dtype_name: str, double_quant: bool) -> None:
+    def __init__(self, *, quantization: str, dtype_name: str, double_quant: bool, forward: str = "auto",
+                 device: str = "cpu") -> None:
         self.quantization, self.dtype_name, self.double_quant = quantization, dtype_name, double_quant
+        self.forward, self.device = forward, device  # model.moe_forward and where the model runs
         self.own_lora = False  # some adapter carries LoRA that our experts or hooks apply
         self.quantizing = False  # the last load_kwargs() asked for our quantizer
 
     @classmethod
     def of(cls, model_config: dict[str, Any], *, quantization: str, dtype_name: str,
-           double_quant: bool) -> MoE | None:
+           double_quant: bool, forward: str = "auto", device: str = "cpu") -> MoE | None:
         """The door for a MoE config (config.json as a dict), None for a dense model."""
         from ..sizing import num_experts
 
         if num_experts(model_config) <= 0:
             return None
-        return cls(quantization=quantization, dtype_name=dtype_name, double_quant=double_quant)
+        return cls(quantization=quantization, dtype_name=dtype_name, double_quant=double_quant, forward=forward,
+                   device=device)
+
+    @property
+    def implementation(self) -> str:
+        """The experts forward this model runs (`model.moe_forward`, resolved for the device)."""
+        import torch  # noqa: F401  (moe_4bit needs it; imported here so the door stays light until a load)
+
+        from . import moe_4bit
+
+        return moe_4bit.implementation(self.forward, self.device, self.dtype_name)
 
     # ------------------------------------------------------------------ loading
 
@@ -70,7 +82,7 @@ class MoE:
         return {
             "quantization_config": moe_4bit.quantization_config(
                 double_quant=self.double_quant, compute_dtype=getattr(torch, self.dtype_name)),
-            "experts_implementation": moe_4bit.IMPLEMENTATION,  # the forward that reads 4-bit experts
+            "experts_implementation": self.implementation,  # a forward that reads 4-bit experts
         }
 
     def load_failed_for_memory(self) -> bool:
@@ -88,6 +100,7 @@ class MoE:
         sizes = moe_4bit.weight_bytes(model)
         info["weight_bytes"] = sizes
         info["experts"] = "4bit" if sizes["experts_4bit"] else self.dtype_name
+        info["moe_forward"] = getattr(model.config, "_experts_implementation", None)
         log.info("Weights in memory: %s", ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in sizes.items()))
 
     # ------------------------------------------------------------------ adapters
@@ -105,7 +118,7 @@ class MoE:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         if experts:
             moe_lora.attach(base, variant.name, moe_lora.expert_lora(cfg, experts, base, str(variant.path)))
-            moe_lora.use_experts_forward(base)
+            moe_lora.use_experts_forward(base, self.implementation)
             self.own_lora = True
         if dense:
             moe_lora.attach_dense(base, variant.name, moe_lora.dense_lora(cfg, dense, base, str(variant.path)))

@@ -11,6 +11,10 @@ nothing is patched:
   fused stack, each expert is quantized to NF4 (double quant optional) in the loading pass, so the
   full-precision stack of one layer at most is ever in memory. Each expert is quantized on its own, so
   one expert can be dequantized without the others.
+- `grouped_forward` (registered as `GROUPED`, `model.moe_forward: "grouped"`, the default on CUDA) runs
+  the same experts in a fixed number of operator calls per layer: tokens sorted by expert once, the hit
+  experts dequantized in one call per projection (`experts_weights`), one grouped matmul per projection
+  and per LoRA factor, one scatter back; no host synchronisation.
 - `experts_forward` (registered as the experts implementation `IMPLEMENTATION`) runs the routed experts
   only, dequantizing each routed expert's slice once per forward — never a whole stack per routed expert —
   and adds the active adapter's expert LoRA there (what `moe_lora.attach` put in `module._jarvis_lora`,
@@ -39,6 +43,8 @@ second instead of inside a 30-minute model load (`pyproject.toml` caps the versi
     bitsandbytes.functional.dequantize_4bit
     bitsandbytes.functional.QuantState(absmax, shape, code, blocksize, quant_type, dtype, offset, state2)
     bitsandbytes.functional.QuantState.__init__: self.absmax, self.code, self.offset, self.state2, self.blocksize
+    torch._grouped_mm
+    torch.nonzero_static
 """
 
 from __future__ import annotations
@@ -58,7 +64,8 @@ log = logging.getLogger(__name__)
 
 QUANT_METHOD = "jarvis_bnb_4bit_moe"
 LOAD_ERRORS: list[str] = []  # what went wrong inside our quantize op during the last load
-IMPLEMENTATION = "jarvis_experts"
+IMPLEMENTATION = "jarvis_experts"  # experts_forward: the routed loop
+GROUPED = "jarvis_experts_grouped"  # grouped_forward
 EXPERT_PARAMS = ("gate_up_proj", "down_proj")
 BLOCKSIZE = 64  # bitsandbytes' Linear4bit default
 
@@ -182,6 +189,23 @@ def expert_weight(module: nn.Module, name: str, e: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the forward
 
 
+def grouped_fast(device: str, dtype_name: str) -> bool:
+    """Whether torch runs `_grouped_mm` as one kernel here: CUDA, bfloat16, a Hopper or Blackwell GPU (sm90,
+    sm100). Elsewhere (an RTX 4090 is sm89, and on CPU) torch falls back to a loop over the groups that first
+    copies the offsets to the host: no faster than the routed loop."""
+    if device != "cuda" or dtype_name != "bfloat16" or not hasattr(torch, "_grouped_mm"):
+        return False
+    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] in (9, 10)
+
+
+def implementation(choice: str, device: str, dtype_name: str = "bfloat16") -> str:
+    """The experts implementation for `model.moe_forward`: "auto" = grouped where torch's grouped matmul is
+    one kernel (`grouped_fast`), else routed; "grouped" and "routed" as asked."""
+    if choice == "grouped" or (choice == "auto" and grouped_fast(device, dtype_name)):
+        return GROUPED
+    return IMPLEMENTATION
+
+
 def experts_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
                     top_k_weights: torch.Tensor) -> torch.Tensor:
     """transformers' eager experts loop (same operations, same order: bit-identical on full-precision
@@ -210,6 +234,75 @@ def experts_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: t
     return final
 
 
+def experts_weights(module: nn.Module, name: str, experts: torch.Tensor) -> torch.Tensor:
+    """The (len(experts), out, in) weights of the listed experts in the compute dtype, in ONE dequantization
+    call whatever their number (a stored stack is indexed as is). Each expert was quantized on its own, with
+    its own double-quant offset: the absmax of every listed expert is dequantized here first (code2 lookup x
+    absmax2 + offset, what bitsandbytes' dequantize_blockwise does), so one plain NF4 call covers them all."""
+    param = getattr(module, name)
+    if not is_quantized(module, name):
+        return param[experts]
+    import bitsandbytes.functional as bnbf
+
+    meta = module._jarvis_nf4[name]
+    out_f, in_f = meta["shape"]
+    if in_f % BLOCKSIZE:  # rows narrower than a block, or a partial last block: blocks do not line up
+        return torch.stack([expert_weight(module, name, int(e)) for e in experts])  # (tiny test models)
+    absmax = getattr(module, f"{name}_absmax")[experts]
+    if meta["blocksize2"] is not None:
+        n, blocks, size2 = len(experts), absmax.shape[-1], meta["blocksize2"]
+        values = getattr(module, f"{name}_code2")[absmax.long()]
+        scale = getattr(module, f"{name}_absmax2")[experts]
+        if blocks % size2 == 0:  # Qwen3-30B-A3B's stacks: broadcast, no copy of the scales
+            values = values.view(n, blocks // size2, size2) * scale[..., None]
+        else:
+            values = values * scale.repeat_interleave(size2, dim=-1)[:, :blocks]
+        absmax = values.view(n, blocks) + getattr(module, f"{name}_offset")[experts, None]
+    qs = bnbf.QuantState(absmax=absmax.reshape(-1).float(), shape=torch.Size((len(experts) * out_f, in_f)),
+                         code=getattr(module, f"{name}_code"), blocksize=BLOCKSIZE, quant_type="nf4", dtype=meta["dtype"])
+    return bnbf.dequantize_4bit(param[experts].reshape(-1, 1), qs).view(len(experts), out_f, in_f)
+
+
+def grouped_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
+                    top_k_weights: torch.Tensor) -> torch.Tensor:
+    """The same experts as `experts_forward` in a number of operator calls that does not grow with the experts
+    hit, and without a host synchronisation: the (token, expert) pairs sorted by expert once; the hit experts
+    (at most min(E, pairs), found with nonzero_static) dequantized in one call per projection; one grouped
+    matmul per projection (torch._grouped_mm) and per LoRA factor; one scatter back with the routing weights.
+    Pairs routed to no expert (index E) are dropped."""
+    E = self.num_experts
+    T, K = top_k_index.shape
+    flat = top_k_index.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    sorted_e = flat[order]
+    token = order // K
+    weight = top_k_weights.reshape(-1)[order]
+    # not torch.bincount: on CUDA it reads the input's max back to the host
+    counts = flat.new_zeros(E + 1).scatter_add_(0, flat, torch.ones_like(flat))
+    slots = min(E, T * K)
+    hit = torch.nonzero_static(counts[:E], size=slots, fill_value=E).reshape(-1)  # padding: the empty expert E
+    offs = torch.cumsum(counts[hit], dim=0, dtype=torch.int32)  # group i = the pairs of expert hit[i]
+    experts = hit.clamp(max=E - 1)  # padded groups are empty: any weights will do
+    x = hidden_states[token]
+    lora = getattr(self, "_jarvis_lora", {}).get(getattr(self, "_jarvis_active", None))
+    gate_up = torch._grouped_mm(x, experts_weights(self, "gate_up_proj", experts).transpose(-2, -1), offs=offs)
+    if lora is not None:  # LoRA factors are small: grouped over all E experts, no gather
+        every = torch.cumsum(counts[:E], dim=0, dtype=torch.int32)
+    if lora is not None and "gate_up_proj" in lora:  # in float32, as peft computes LoRA, then cast
+        a, b = lora["gate_up_proj"]
+        low = torch._grouped_mm(x.float(), a.transpose(-2, -1), offs=every)
+        gate_up = gate_up + torch._grouped_mm(low, b.transpose(-2, -1), offs=every).to(gate_up.dtype)
+    h = self._apply_gate(gate_up)
+    out = torch._grouped_mm(h, experts_weights(self, "down_proj", experts).transpose(-2, -1), offs=offs)
+    if lora is not None and "down_proj" in lora:
+        a, b = lora["down_proj"]
+        low = torch._grouped_mm(h.float(), a.transpose(-2, -1), offs=every)
+        out = out + torch._grouped_mm(low, b.transpose(-2, -1), offs=every).to(out.dtype)
+    # rows past the last group (pairs routed to no expert) are left undefined by the grouped matmul
+    out = torch.where((sorted_e < E)[:, None], out * weight[:, None], 0)
+    return torch.zeros_like(hidden_states).index_add_(0, token, out.to(hidden_states.dtype))
+
+
 # ----------------------------------------------------------------------------- the quantizer
 
 
@@ -224,6 +317,7 @@ def register() -> None:
     from transformers.quantizers.quantizers_utils import get_module_from_name, should_convert_module
 
     ALL_EXPERTS_FUNCTIONS.register(IMPLEMENTATION, experts_forward)
+    ALL_EXPERTS_FUNCTIONS.register(GROUPED, grouped_forward)
 
     @register_quantization_config(QUANT_METHOD)
     class MoeBnb4BitConfig(BitsAndBytesConfig):

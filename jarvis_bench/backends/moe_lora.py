@@ -192,13 +192,13 @@ def attach(model: nn.Module, adapter: str, lora: dict[str, dict[str, tuple[torch
         module._jarvis_lora = store_
 
 
-def use_experts_forward(model: nn.Module) -> None:
-    """Run the model's experts with `experts_forward` (the one place expert LoRA is applied); a 4-bit model
-    already does, an unquantized one is switched from transformers' default."""
+def use_experts_forward(model: nn.Module, implementation: str = IMPLEMENTATION) -> None:
+    """Run the model's experts with our forward (`experts_forward` or `grouped_forward`: the one place expert
+    LoRA is applied); a 4-bit model already does, an unquantized one is switched from transformers' default."""
     register()
-    if model.config._experts_implementation != IMPLEMENTATION:
-        model.set_experts_implementation(IMPLEMENTATION)
-    if model.config._experts_implementation != IMPLEMENTATION:
+    if model.config._experts_implementation != implementation:
+        model.set_experts_implementation(implementation)
+    if model.config._experts_implementation != implementation:
         raise AdapterError(f"{type(model).__name__} cannot switch its experts implementation, so its expert LoRA "
                            "could not be applied; use an adapter without expert weights")
 
