@@ -13,7 +13,8 @@
 #      per-expert and fused-expert MoE LoRAs
 #   3. the demo benchmark on CUDA in bf16 through the transformers and the vllm backends, answers compared
 #   4. the speed table (pipeline, engine floor) on the GPU
-#   5. one Qwen3-30B-A3B MoE layer in 4-bit: routed experts vs per-layer dequantization, on the GPU
+#   5. one Qwen3-30B-A3B MoE layer in 4-bit: routed vs grouped experts forward (agreement asserted, time and
+#      operator calls each) vs per-layer dequantization, on the GPU
 # Without a GPU (or without nvidia-smi) it runs what a CPU can (1, 2 as skips, 3 on the transformers
 # backend) and says what it skipped.
 set -uo pipefail

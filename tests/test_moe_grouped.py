@@ -92,23 +92,7 @@ def test_one_call_dequantizes_the_listed_experts_as_each_alone():
             assert torch.equal(together[i], moe_4bit.expert_weight(m, name, e))
 
 
-def launches(fn, *args) -> int:
-    """Operator calls that launch work: the top-level aten (and bitsandbytes) calls, minus views and no-op
-    casts (a view launches no kernel on a GPU)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    views = {"aten::reshape", "aten::view", "aten::transpose", "aten::alias", "aten::unsqueeze", "aten::slice",
-             "aten::chunk", "aten::split", "aten::expand", "aten::as_strided", "aten::select", "aten::t",
-             "aten::detach", "aten::_reshape_alias"}
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn(*args)
-    events = [e for e in prof.events() if e.name.startswith(("aten::", "bitsandbytes::"))]
-    top = [e for e in events if e.cpu_parent is None or not e.cpu_parent.name.startswith(("aten::", "bitsandbytes::"))]
-
-    def copies(e) -> bool:  # aten::to that really converts
-        return any(c.name == "aten::_to_copy" for c in e.cpu_children)
-
-    return sum(1 for e in top if e.name not in views and (e.name != "aten::to" or copies(e)))
+launches = moe_4bit.operator_calls
 
 
 @pytest.mark.parametrize("adapter", [None, "a0"])
@@ -126,3 +110,21 @@ def test_grouped_runs_a_fixed_number_of_operators_whatever_the_experts_hit(adapt
     # the target is 40; an adapter's LoRA adds 5 per projection (its factors in float32, as peft computes them:
     # two casts, two grouped matmuls, an add) and one offsets sum: 50, whatever the experts hit
     assert grouped[1] <= (40 if adapter is None else 50), (grouped, routed)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("adapter", [None, "a0"])
+def test_grouped_equals_routed_on_cuda(adapter):
+    """On the GPU: bf16 NF4 experts (quantized there, as the 4-bit load does), one token and a batch; where
+    torch has the one-kernel grouped matmul (sm90/sm100) and where it falls back to its loop."""
+    m = _experts(torch.bfloat16, quant=False, adapters=1).cuda()
+    for name in moe_4bit.EXPERT_PARAMS:
+        stack = getattr(m, name).data
+        q = moe_4bit.quantize_stack(stack, double_quant=True, dtype=torch.bfloat16)
+        setattr(m, name, nn.Parameter(moe_4bit.store(m, name, q), requires_grad=False))
+    m._jarvis_lora = {k: {p: tuple(t.cuda() for t in ab) for p, ab in v.items()} for k, v in m._jarvis_lora.items()}
+    m._jarvis_active = adapter
+    for T in (1, 30):
+        x, idx, w = (t.cuda() for t in _routing(T, torch.bfloat16))
+        _close(moe_4bit.experts_forward(m, x, idx, w), moe_4bit.grouped_forward(m, x, idx, w), torch.bfloat16)

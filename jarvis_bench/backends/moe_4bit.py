@@ -303,6 +303,26 @@ def grouped_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: t
     return torch.zeros_like(hidden_states).index_add_(0, token, out.to(hidden_states.dtype))
 
 
+_VIEWS = frozenset({"aten::reshape", "aten::view", "aten::transpose", "aten::alias", "aten::unsqueeze", "aten::slice",
+                    "aten::chunk", "aten::split", "aten::expand", "aten::as_strided", "aten::select", "aten::t",
+                    "aten::detach", "aten::_reshape_alias"})
+
+
+def operator_calls(fn: Any, *args: Any) -> int:
+    """The operator calls `fn(*args)` makes that launch work (the proxy for kernel launches on a GPU, measured
+    on any device with torch.profiler): top-level aten and bitsandbytes calls, minus views and casts to the
+    dtype a tensor already has. For benchmarks/moe_experts.py and the tests."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn(*args)
+    ops = ("aten::", "bitsandbytes::")
+    top = [e for e in prof.events() if e.name.startswith(ops)
+           and (e.cpu_parent is None or not e.cpu_parent.name.startswith(ops))]
+    return sum(1 for e in top if e.name not in _VIEWS
+               and (e.name != "aten::to" or any(c.name == "aten::_to_copy" for c in e.cpu_children)))
+
+
 # ----------------------------------------------------------------------------- the quantizer
 
 
