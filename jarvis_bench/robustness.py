@@ -148,6 +148,6 @@ def gate(data: dict[str, Any], max_drop: float | None) -> str | None:
     if d > max_drop:
         c = rob["per_variant"][best]["clean"]["tool_accuracy"]
         n = rob["per_variant"][best]["noisy"]["tool_accuracy"]
-        return (f"best adapter {best} loses {d:.2f} of tool accuracy under noise ({c:.2f} clean -> {n:.2f} noisy), "
-                f"more than the allowed {max_drop:g}")
+        return (f"best adapter {best} loses {d:.2f} of tool accuracy under noise (paired per variant; {c:.2f} on the "
+                f"source prompts, {n:.2f} on their variants), more than the allowed {max_drop:g}")
     return None

@@ -262,8 +262,11 @@ def test_the_robustness_gate(tmp_path, demo_results, config_data, capsys):
     assert benchmark.main(["--config", str(cfg), "--output-dir", str(out), "--noisy", "2",
                            "--fail-on-robustness-drop", "0.05", "--quiet", "--no-cache"]) == 4
     err = capsys.readouterr().err
-    assert "gate failed: best adapter jarvis-demo loses 0.76 of tool accuracy under noise (0.76 clean -> 0.00" in err
     data = json.loads((out / "benchmark_results.json").read_text(encoding="utf-8"))
+    lost = data["robustness"]["per_variant"]["jarvis-demo"]["drop"]["tool_accuracy"]
+    assert lost > 0.7  # every variant whose source the adapter got right is now wrong
+    assert (f"gate failed: best adapter jarvis-demo loses {lost:.2f} of tool accuracy under noise (paired per "
+            "variant; 0.76 on the source prompts, 0.00 on their variants), more than the allowed 0.05") in err
     assert data["robustness"]["per_variant"]["jarvis-demo"]["noisy"]["tool_accuracy"] == 0
     assert robustness.gate(data, 0.8) is None
 
