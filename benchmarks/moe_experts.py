@@ -7,19 +7,25 @@ Usage:
 
 Builds one experts module at Qwen3-30B-A3B's size with random weights, quantizes it the way the
 transformers backend does (NF4 + double quant, expert by expert: `moe_4bit.quantize_stack`), routes T
-tokens to their top-8 experts with a random router, and times three ways to run it:
+tokens to their top-8 experts with a random router, and times the ways to run it, without and with an
+adapter's expert LoRA (rank --lora-rank on both projections):
 
 - routed  : `moe_4bit.experts_forward` (model.moe_forward "routed"): dequantize each routed expert's slice
             once per forward, a Python loop over the experts hit;
-- grouped : `moe_4bit.grouped_forward` (model.moe_forward "grouped"): tokens sorted by expert, the hit
-            experts dequantized in one call per projection, one grouped matmul per projection;
-- layer   : dequantize the whole stack once per forward (a per-layer cache), then the eager loop;
-- naive   : a dequantize-on-access parameter read by transformers' eager loop: the whole stack is
-            dequantized for every routed expert (the trap the issue names) — timed on fewer tokens.
+- grouped : `moe_4bit.grouped_forward` (model.moe_forward "grouped") in its torch._grouped_mm layout: the
+            pairs sorted by expert, the hit experts dequantized in one call per projection, one grouped
+            matmul per projection (what the CPU and a Hopper/Blackwell GPU run);
+- padded  : the same forward in its padded layout, one batched matmul per projection over each hit
+            expert's tokens padded to T rows (what an RTX 3090/4090 runs for decode steps, up to
+            moe_4bit.PADDED_MAX_TOKENS tokens), forced here;
+- with --baselines, two ways that lost: the whole stack dequantized once per forward (a per-layer cache),
+  and a dequantize-on-access parameter read by transformers' eager loop (the whole stack for every routed
+  expert — timed on 8 tokens at most).
 
-Prints a Markdown table (median of --repeat runs, after one warm-up) with the operator calls per layer of
-routed and grouped (torch.profiler's top-level aten calls that launch work: `moe_4bit.operator_calls`, the
-proxy for kernel launches on a GPU), and checks that they all give the same output.
+Prints a Markdown table (median of --repeat runs, after one warm-up) with the operator calls per layer
+without / with the adapter (torch.profiler's top-level aten calls that launch work, in the steady state:
+`moe_4bit.operator_calls`, the proxy for kernel launches on a GPU), and checks that all give routed's
+output within the tests' tolerance.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ def main() -> None:
     p.add_argument("--tokens", default="1,8,30,240", help="comma-separated token counts (decode 1-30, prefill 240)")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    p.add_argument("--lora-rank", type=int, default=16)
+    p.add_argument("--baselines", action="store_true",
+                   help="also time the per-layer cache and the naive dequantize-on-access (slow)")
     args = p.parse_args()
 
     import torch
@@ -104,33 +113,68 @@ def main() -> None:
         return statistics.median(runs), out
 
     router = torch.randn(E, H, device=dev, dtype=torch.float32)
+    r = args.lora_rank  # an adapter's expert LoRA on both projections, float32 as it is attached
+    module._jarvis_lora = {"lora": {
+        "gate_up_proj": (torch.randn(E, r, H, device=dev) * 0.02, torch.randn(E, 2 * I, r, device=dev) * 0.02),
+        "down_proj": (torch.randn(E, r, I, device=dev) * 0.02, torch.randn(E, H, r, device=dev) * 0.02)}}
+    forwards = {"routed": moe_4bit.experts_forward, "grouped": moe_4bit.grouped_forward,
+                "padded": moe_4bit.grouped_forward}
+    real_layout = moe_4bit.layout
+
+    def run_as(name: str, fn, *a):
+        """Run a forward; "padded" forces grouped_forward's padded layout (what an RTX 3090/4090 runs for
+        decode steps), "grouped" its torch._grouped_mm layout."""
+        if name in ("grouped", "padded"):
+            moe_4bit.layout = lambda device, dtype_, tokens: name
+        try:
+            return fn(*a)
+        finally:
+            moe_4bit.layout = real_layout
+
     print(f"One MoE layer: {E} experts, hidden {H}, expert width {I}, top-{args.top_k}, NF4 + double quant, "
           f"compute {args.dtype}, device {args.device}, torch threads {torch.get_num_threads()}; "
-          f"quantized in {quant_s:.1f} s; median of {args.repeat} runs after a warm-up.\n")
-    print("| tokens | experts hit | routed (ms) | routed op calls | grouped (ms) | grouped op calls | "
-          "per-layer cache (ms) | naive, whole stack per expert (ms) |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"quantized in {quant_s:.1f} s; median of {args.repeat} runs after a warm-up; an adapter = expert "
+          f"LoRA of rank {r} on both projections, float32.\n")
+    head = " | ".join(f"{n} (ms) | {n} + adapter (ms) | {n} op calls" for n in forwards)
+    extra = " per-layer cache (ms) | naive, whole stack per expert (ms) |" if args.baselines else ""
+    print(f"| tokens | experts hit | {head} |{extra}")
+    print("|---|---|" + "---|" * (3 * len(forwards) + (2 if args.baselines else 0)))
     for T in (int(t) for t in args.tokens.split(",")):
         x = torch.randn(T, H, device=dev, dtype=dtype)
         probs = torch.softmax(x.float() @ router.T, dim=-1)
         w, idx = torch.topk(probs, args.top_k, dim=-1)
         w = (w / w.sum(-1, keepdim=True)).to(dtype)
         hit = idx.unique().numel()
-        routed_s, a = timed(moe_4bit.experts_forward, module, x, idx, w)
-        grouped_s, g = timed(moe_4bit.grouped_forward, module, x, idx, w)
-        torch.testing.assert_close(g.float(), a.float(), atol=2e-3, rtol=2e-2)  # the tests' tolerance
-        calls = {f: moe_4bit.operator_calls(f, module, x, idx, w) for f in (moe_4bit.experts_forward,
-                                                                            moe_4bit.grouped_forward)}
-        layer_s, b = timed(layer_cache, x, idx, w)
-        assert torch.equal(a, b), "routed and per-layer cache disagree"
-        if T <= 8:
-            naive_s, c = timed(naive, x, idx, w)
-            assert torch.equal(a, c)
-            naive_txt = f"{naive_s * 1e3:.0f}"
-        else:
-            naive_txt = "(not run: minutes)"
-        print(f"| {T} | {hit} | {routed_s * 1e3:.1f} | {calls[moe_4bit.experts_forward]} | {grouped_s * 1e3:.1f} | "
-              f"{calls[moe_4bit.grouped_forward]} | {layer_s * 1e3:.1f} | {naive_txt} |")
+        cells, ref = [], {}
+        for name, fn in forwards.items():
+            if name == "padded" and T > moe_4bit.PADDED_MAX_TOKENS:
+                cells += ["(prefill: grouped)"] * 3  # never run above PADDED_MAX_TOKENS (moe_4bit.layout)
+                continue
+            for adapter in (None, "lora"):
+                module._jarvis_active = adapter
+                took, out = timed(lambda *a, name=name, fn=fn: run_as(name, fn, *a), module, x, idx, w)
+                if adapter in ref:  # the tests' tolerance: grouped and padded give routed's numbers
+                    torch.testing.assert_close(out.float(), ref[adapter].float(), atol=2e-3, rtol=2e-2)
+                ref.setdefault(adapter, out)
+                cells.append(f"{took * 1e3:.1f}")
+            calls = []
+            for adapter in (None, "lora"):
+                module._jarvis_active = adapter
+                calls.append(str(moe_4bit.operator_calls(lambda *a, name=name, fn=fn: run_as(name, fn, *a),
+                                                         module, x, idx, w)))
+            cells.append(" / ".join(calls))
+        module._jarvis_active = None
+        if args.baselines:
+            layer_s, b = timed(layer_cache, x, idx, w)
+            assert torch.equal(ref[None], b), "routed and per-layer cache disagree"
+            cells.append(f"{layer_s * 1e3:.1f}")
+            if T <= 8:
+                naive_s, c = timed(naive, x, idx, w)
+                assert torch.equal(ref[None], c)
+                cells.append(f"{naive_s * 1e3:.0f}")
+            else:
+                cells.append("(not run: minutes)")
+        print(f"| {T} | {hit} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -131,9 +131,8 @@ class ModelSection(_Strict):
     moe_forward: Literal["auto", "routed", "grouped"] = "auto"
     """How a mixture-of-experts model (Qwen3-30B-A3B) runs its experts: "routed" loops over the experts hit
     (one dequantization and a few matmuls each), "grouped" sorts the tokens by expert and runs every
-    projection as one grouped matmul (a fixed number of operator calls per layer); "auto" = grouped where torch
-    runs that matmul as one kernel (bfloat16 on a Hopper/Blackwell GPU), routed elsewhere (on CPU and on an
-    RTX 4090 torch loops over the groups: benchmarks/RESULTS.md)."""
+    projection as one grouped or batched matmul (a fixed number of operator calls per layer); "auto" = grouped
+    on a GPU, routed on the CPU, where it is faster (benchmarks/RESULTS.md)."""
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     """Compute dtype: "auto" = bfloat16 on CUDA, float32 on CPU."""
     device: Literal["auto", "cuda", "cpu"] = "auto"

@@ -542,9 +542,6 @@ def test_moe_forward_setting_picks_the_implementation():
 
     pick = {(c, d): MoE(quantization="4bit", dtype_name="bfloat16", double_quant=True, forward=c, device=d).implementation
             for c in ("auto", "routed", "grouped") for d in ("cpu", "cuda")}
-    fast = moe_4bit.grouped_fast("cuda", "bfloat16")  # False without a Hopper/Blackwell GPU
-    assert not moe_4bit.grouped_fast("cpu", "bfloat16") and not moe_4bit.grouped_fast("cuda", "float16")
-    assert pick == {("auto", "cpu"): moe_4bit.IMPLEMENTATION,
-                    ("auto", "cuda"): moe_4bit.GROUPED if fast else moe_4bit.IMPLEMENTATION,
+    assert pick == {("auto", "cpu"): moe_4bit.IMPLEMENTATION, ("auto", "cuda"): moe_4bit.GROUPED,
                     ("routed", "cpu"): moe_4bit.IMPLEMENTATION, ("routed", "cuda"): moe_4bit.IMPLEMENTATION,
                     ("grouped", "cpu"): moe_4bit.GROUPED, ("grouped", "cuda"): moe_4bit.GROUPED}

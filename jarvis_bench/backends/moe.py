@@ -58,7 +58,7 @@ class MoE:
 
         from . import moe_4bit
 
-        return moe_4bit.implementation(self.forward, self.device, self.dtype_name)
+        return moe_4bit.implementation(self.forward, self.device)
 
     # ------------------------------------------------------------------ loading
 

@@ -189,19 +189,11 @@ def expert_weight(module: nn.Module, name: str, e: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the forward
 
 
-def grouped_fast(device: str, dtype_name: str) -> bool:
-    """Whether torch runs `_grouped_mm` as one kernel here: CUDA, bfloat16, a Hopper or Blackwell GPU (sm90,
-    sm100). Elsewhere (an RTX 4090 is sm89, and on CPU) torch falls back to a loop over the groups that first
-    copies the offsets to the host: no faster than the routed loop."""
-    if device != "cuda" or dtype_name != "bfloat16" or not hasattr(torch, "_grouped_mm"):
-        return False
-    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] in (9, 10)
-
-
-def implementation(choice: str, device: str, dtype_name: str = "bfloat16") -> str:
-    """The experts implementation for `model.moe_forward`: "auto" = grouped where torch's grouped matmul is
-    one kernel (`grouped_fast`), else routed; "grouped" and "routed" as asked."""
-    if choice == "grouped" or (choice == "auto" and grouped_fast(device, dtype_name)):
+def implementation(choice: str, device: str) -> str:
+    """The experts implementation for `model.moe_forward`: "auto" = grouped on a GPU (a fixed number of
+    kernels per layer, see `layout`) and routed on the CPU (faster there: benchmarks/RESULTS.md); "grouped"
+    and "routed" as asked."""
+    if choice == "grouped" or (choice == "auto" and device == "cuda"):
         return GROUPED
     return IMPLEMENTATION
 
@@ -221,86 +213,162 @@ def experts_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: t
         top_k_pos, token_idx = torch.where(mask[e])
         x = hidden_states[token_idx]
         gate_up = nn.functional.linear(x, expert_weight(self, "gate_up_proj", e))
-        if lora is not None and "gate_up_proj" in lora:  # in float32, as peft computes LoRA, then cast
+        if lora is not None and "gate_up_proj" in lora:  # in float32 and rounded once after the sum, as peft does
             a, b = lora["gate_up_proj"]
-            gate_up = gate_up + ((x.float() @ a[e].T) @ b[e].T).to(gate_up.dtype)
+            gate_up = (gate_up + (x.float() @ a[e].T) @ b[e].T).to(gate_up.dtype)
         h = self._apply_gate(gate_up)
         out = nn.functional.linear(h, expert_weight(self, "down_proj", e))
         if lora is not None and "down_proj" in lora:
             a, b = lora["down_proj"]
-            out = out + ((h.float() @ a[e].T) @ b[e].T).to(out.dtype)
+            out = (out + (h.float() @ a[e].T) @ b[e].T).to(out.dtype)
         out = out * top_k_weights[token_idx, top_k_pos, None]
         final.index_add_(0, token_idx, out.to(final.dtype))
     return final
 
 
-def experts_weights(module: nn.Module, name: str, experts: torch.Tensor) -> torch.Tensor:
-    """The (len(experts), out, in) weights of the listed experts in the compute dtype, in ONE dequantization
-    call whatever their number (a stored stack is indexed as is). Each expert was quantized on its own, with
-    its own double-quant offset: the absmax of every listed expert is dequantized here first (code2 lookup x
-    absmax2 + offset, what bitsandbytes' dequantize_blockwise does), so one plain NF4 call covers them all."""
+def experts_weights(module: nn.Module, name: str, experts: torch.Tensor | None) -> torch.Tensor:
+    """The (len(experts), out, in) weights of the listed experts (None: all of them, read in place) in the
+    compute dtype, in ONE dequantization call whatever their number (a stored stack is indexed as is). Each expert was quantized on its own, with
+    its own double-quant offset: the absmax of every listed expert is dequantized here first, the way
+    bitsandbytes' dequantize_4bit does it for one (dequantize_blockwise, plus the offset), so one plain NF4
+    call covers them all."""
     param = getattr(module, name)
     if not is_quantized(module, name):
-        return param[experts]
+        return param if experts is None else param.index_select(0, experts)
     import bitsandbytes.functional as bnbf
 
     meta = module._jarvis_nf4[name]
     out_f, in_f = meta["shape"]
     if in_f % BLOCKSIZE:  # rows narrower than a block, or a partial last block: blocks do not line up
-        return torch.stack([expert_weight(module, name, int(e)) for e in experts])  # (tiny test models)
-    absmax = getattr(module, f"{name}_absmax")[experts]
+        listed = range(len(param)) if experts is None else experts.tolist()
+        return torch.stack([expert_weight(module, name, e) for e in listed])  # (tiny test models)
+
+    def pick(t: torch.Tensor) -> torch.Tensor:
+        return t if experts is None else torch.index_select(t, 0, experts)  # 3x faster than t[experts] on CPU
+
+    n = len(param) if experts is None else len(experts)
+    absmax = pick(getattr(module, f"{name}_absmax"))
     if meta["blocksize2"] is not None:
-        n, blocks, size2 = len(experts), absmax.shape[-1], meta["blocksize2"]
-        values = getattr(module, f"{name}_code2")[absmax.long()]
-        scale = getattr(module, f"{name}_absmax2")[experts]
-        if blocks % size2 == 0:  # Qwen3-30B-A3B's stacks: broadcast, no copy of the scales
-            values = values.view(n, blocks // size2, size2) * scale[..., None]
-        else:
-            values = values * scale.repeat_interleave(size2, dim=-1)[:, :blocks]
-        absmax = values.view(n, blocks) + getattr(module, f"{name}_offset")[experts, None]
-    qs = bnbf.QuantState(absmax=absmax.reshape(-1).float(), shape=torch.Size((len(experts) * out_f, in_f)),
+        blocks, size2 = absmax.shape[-1], meta["blocksize2"]
+        if blocks % size2 == 0:  # Qwen3-30B-A3B's stacks: the experts' second-level blocks line up
+            absmax = bnbf.dequantize_blockwise(absmax.reshape(-1), absmax=pick(getattr(module, f"{name}_absmax2"))
+                                               .reshape(-1), code=getattr(module, f"{name}_code2"), blocksize=size2)
+        else:  # each expert's last second-level block is partial: look the code up by hand
+            values = getattr(module, f"{name}_code2")[absmax.long()]
+            scale = pick(getattr(module, f"{name}_absmax2"))
+            absmax = values * scale.repeat_interleave(size2, dim=-1)[:, :blocks]
+        absmax = absmax.view(n, blocks) + pick(getattr(module, f"{name}_offset"))[:, None]
+    qs = bnbf.QuantState(absmax=absmax.reshape(-1).float(), shape=torch.Size((n * out_f, in_f)),
                          code=getattr(module, f"{name}_code"), blocksize=BLOCKSIZE, quant_type="nf4", dtype=meta["dtype"])
-    return bnbf.dequantize_4bit(param[experts].reshape(-1, 1), qs).view(len(experts), out_f, in_f)
+    return bnbf.dequantize_4bit(pick(param).reshape(-1, 1), qs).view(n, out_f, in_f)
+
+
+def _bounds(module: nn.Module, like: torch.Tensor) -> torch.Tensor:
+    """-1, 0, ..., E on `like`'s device and in its dtype, made once per module: the expert boundaries that
+    searchsorted looks up."""
+    b = getattr(module, "_jarvis_bounds", None)
+    if b is None or b.device != like.device or b.dtype != like.dtype:
+        b = torch.arange(-1, module.num_experts + 1, device=like.device, dtype=like.dtype)
+        module._jarvis_bounds = b
+    return b
+
+
+PADDED_MAX_TOKENS = 64  # the padded layout's (hit experts x tokens) rows stay small up to here: decode steps
+
+
+def layout(device: torch.device, dtype: torch.dtype, tokens: int) -> str:
+    """How `grouped_forward` runs its expert matmuls, decided from shapes alone (no host synchronisation):
+    "grouped" = torch._grouped_mm over the pairs sorted by expert — one kernel on CUDA sm90/sm100 in bf16, and
+    on the CPU torch's loop over the groups (on the host: no synchronisation to pay); "padded" = each hit
+    expert's tokens padded to `tokens` rows and one batched matmul (bmm) per projection — on every other GPU
+    (an RTX 3090/4090), where torch's grouped matmul would copy the offsets to the host and loop over the
+    groups, for decode steps; prefill (more tokens) takes torch's loop, whose one copy per call is nothing
+    beside the prompt's matmuls."""
+    if device.type != "cuda" or tokens > PADDED_MAX_TOKENS:
+        return "grouped"
+    fast = dtype == torch.bfloat16 and torch.cuda.get_device_capability(device)[0] in (9, 10)
+    return "grouped" if fast else "padded"
 
 
 def grouped_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
                     top_k_weights: torch.Tensor) -> torch.Tensor:
     """The same experts as `experts_forward` in a number of operator calls that does not grow with the experts
     hit, and without a host synchronisation: the (token, expert) pairs sorted by expert once; the hit experts
-    (at most min(E, pairs), found with nonzero_static) dequantized in one call per projection; one grouped
-    matmul per projection (torch._grouped_mm) and per LoRA factor; one scatter back with the routing weights.
+    (at most min(E, pairs), found with nonzero_static) dequantized in one call per projection; one grouped or
+    batched matmul per projection and per LoRA factor (`layout`); one scatter back with the routing weights.
     Pairs routed to no expert (index E) are dropped."""
     E = self.num_experts
     T, K = top_k_index.shape
-    flat = top_k_index.reshape(-1)
-    order = torch.argsort(flat, stable=True)
-    sorted_e = flat[order]
+    sorted_e, order = top_k_index.reshape(-1).sort(stable=True)
     token = order // K
     weight = top_k_weights.reshape(-1)[order]
-    # not torch.bincount: on CUDA it reads the input's max back to the host
-    counts = flat.new_zeros(E + 1).scatter_add_(0, flat, torch.ones_like(flat))
-    slots = min(E, T * K)
-    hit = torch.nonzero_static(counts[:E], size=slots, fill_value=E).reshape(-1)  # padding: the empty expert E
-    offs = torch.cumsum(counts[hit], dim=0, dtype=torch.int32)  # group i = the pairs of expert hit[i]
-    experts = hit.clamp(max=E - 1)  # padded groups are empty: any weights will do
-    x = hidden_states[token]
+    # ends[e] = pairs routed to experts < e (where expert e's group starts); ends[E + 1] = every pair. Not
+    # bincount: on CUDA it reads the input's max back to the host
+    ends = torch.searchsorted(sorted_e, _bounds(self, sorted_e), right=True, out_int32=True)
+    counts = ends[1:E + 1] - ends[:E] if T * K < E else None
+    # the hit experts, then padding with expert E - 1: past the last hit expert its group ends where every
+    # real group does, so padded groups are empty (and any weights will do). With as many pairs as experts
+    # (16 tokens of Qwen3-30B-A3B) the padding would fill the slots left: every expert instead, read in place
+    # (None), no copy of its bytes
+    experts = None if T * K >= E else torch.nonzero_static(counts, size=T * K, fill_value=E - 1).reshape(-1)
     lora = getattr(self, "_jarvis_lora", {}).get(getattr(self, "_jarvis_active", None))
+    valid = sorted_e < E
+    if layout(hidden_states.device, hidden_states.dtype, T) == "padded":
+        out = _padded(self, hidden_states[token], sorted_e, ends, experts, valid, T, lora)
+    else:
+        out = _grouped(self, hidden_states[token], ends, experts, lora)
+    # rows of pairs routed to no expert are undefined (past the last group, or a padded layout's spare row)
+    out = torch.where(valid[:, None], out * weight[:, None], 0)
+    return torch.zeros_like(hidden_states).index_add_(0, token, out.to(hidden_states.dtype))
+
+
+def _grouped(self: nn.Module, x: torch.Tensor, ends: torch.Tensor, experts: torch.Tensor | None,
+             lora: dict[str, tuple[torch.Tensor, torch.Tensor]] | None) -> torch.Tensor:
+    """The pairs' rows `x` (sorted by expert) through the experts: torch._grouped_mm, group i = the pairs of
+    experts[i]; the LoRA factors (small) grouped over all E experts, no gather."""
+    E = self.num_experts
+    every = ends[1:E + 1]
+    offs = every if experts is None else ends[1:][experts]
     gate_up = torch._grouped_mm(x, experts_weights(self, "gate_up_proj", experts).transpose(-2, -1), offs=offs)
-    if lora is not None:  # LoRA factors are small: grouped over all E experts, no gather
-        every = torch.cumsum(counts[:E], dim=0, dtype=torch.int32)
-    if lora is not None and "gate_up_proj" in lora:  # in float32, as peft computes LoRA, then cast
+    if lora is not None and "gate_up_proj" in lora:
+        # in float32, as peft computes LoRA; the in-place add sums in float32 and rounds once, as peft does
         a, b = lora["gate_up_proj"]
-        low = torch._grouped_mm(x.float(), a.transpose(-2, -1), offs=every)
-        gate_up = gate_up + torch._grouped_mm(low, b.transpose(-2, -1), offs=every).to(gate_up.dtype)
+        gate_up.add_(torch._grouped_mm(torch._grouped_mm(x.float(), a.transpose(-2, -1), offs=every),
+                                       b.transpose(-2, -1), offs=every))
     h = self._apply_gate(gate_up)
     out = torch._grouped_mm(h, experts_weights(self, "down_proj", experts).transpose(-2, -1), offs=offs)
     if lora is not None and "down_proj" in lora:
         a, b = lora["down_proj"]
-        low = torch._grouped_mm(h.float(), a.transpose(-2, -1), offs=every)
-        out = out + torch._grouped_mm(low, b.transpose(-2, -1), offs=every).to(out.dtype)
-    # rows past the last group (pairs routed to no expert) are left undefined by the grouped matmul
-    out = torch.where((sorted_e < E)[:, None], out * weight[:, None], 0)
-    return torch.zeros_like(hidden_states).index_add_(0, token, out.to(hidden_states.dtype))
+        out.add_(torch._grouped_mm(torch._grouped_mm(h.float(), a.transpose(-2, -1), offs=every),
+                                   b.transpose(-2, -1), offs=every))
+    return out
+
+
+def _padded(self: nn.Module, x: torch.Tensor, sorted_e: torch.Tensor, ends: torch.Tensor, experts: torch.Tensor | None,
+            valid: torch.Tensor, T: int, lora: dict[str, tuple[torch.Tensor, torch.Tensor]] | None) -> torch.Tensor:
+    """The pairs' rows `x` through the experts as batched matmuls: slot i holds the pairs of experts[i], padded
+    to T rows (a router sends a token to an expert once, so no expert takes more than T pairs); pairs routed
+    to no expert go to one spare row past the slots. Returns the pairs' rows, in `x`'s order."""
+    slots = self.num_experts if experts is None else len(experts)
+    n = slots * T
+    slot = sorted_e if experts is None else torch.searchsorted(experts, sorted_e)  # experts is sorted, padding last
+    rank = torch.arange(len(sorted_e), device=x.device) - ends[sorted_e]  # position within the expert's group
+    row = torch.where(valid, torch.add(rank, slot, alpha=T), n)
+    rows = x.new_zeros(n + 1, x.shape[-1])
+    rows[row] = x
+    xs = rows[:n].view(slots, T, -1)
+
+    def project(inp: torch.Tensor, name: str) -> torch.Tensor:
+        y = torch.bmm(inp, experts_weights(self, name, experts).transpose(-2, -1))
+        if lora is not None and name in lora:  # float32, summed in place and rounded once, as peft does
+            a, b = lora[name]
+            if experts is not None:
+                a, b = a.index_select(0, experts), b.index_select(0, experts)
+            y.add_(torch.bmm(torch.bmm(inp.float(), a.transpose(-2, -1)), b.transpose(-2, -1)))
+        return y
+
+    out = project(self._apply_gate(project(xs, "gate_up_proj")), "down_proj")
+    return out.view(n, -1)[row.clamp(max=n - 1)]
 
 
 _VIEWS = frozenset({"aten::reshape", "aten::view", "aten::transpose", "aten::alias", "aten::unsqueeze", "aten::slice",
@@ -311,9 +379,12 @@ _VIEWS = frozenset({"aten::reshape", "aten::view", "aten::transpose", "aten::ali
 def operator_calls(fn: Any, *args: Any) -> int:
     """The operator calls `fn(*args)` makes that launch work (the proxy for kernel launches on a GPU, measured
     on any device with torch.profiler): top-level aten and bitsandbytes calls, minus views and casts to the
-    dtype a tensor already has. For benchmarks/moe_experts.py and the tests."""
+    dtype a tensor already has. Counted in the steady state, after one warm-up call (as a decode loop runs
+    it: what is made once per module, the expert boundaries, is not counted). For benchmarks/moe_experts.py
+    and the tests."""
     from torch.profiler import ProfilerActivity, profile
 
+    fn(*args)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn(*args)
     ops = ("aten::", "bitsandbytes::")

@@ -233,7 +233,7 @@ def _dense_hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) 
     if pair is None:
         return output
     a, b = pair
-    return output + ((args[0].float() @ a.T) @ b.T).to(output.dtype)
+    return (output + (args[0].float() @ a.T) @ b.T).to(output.dtype)  # summed in float32, rounded once: peft
 
 
 def attach_dense(model: nn.Module, adapter: str, lora: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
