@@ -13,8 +13,9 @@
 #      per-expert and fused-expert MoE LoRAs
 #   3. the demo benchmark on CUDA in bf16 through the transformers and the vllm backends, answers compared
 #   4. the speed table (pipeline, engine floor) on the GPU
-#   5. one Qwen3-30B-A3B MoE layer in 4-bit: routed vs grouped experts forward (agreement asserted, time and
-#      operator calls each) vs per-layer dequantization, on the GPU
+#   5. one Qwen3-30B-A3B MoE layer in 4-bit on the GPU: the routed experts forward vs the grouped one in
+#      both layouts (torch._grouped_mm, padded bmm), without and with an expert LoRA: agreement asserted, time
+#      and operator calls each — which is faster settles model.moe_forward "auto"
 # Without a GPU (or without nvidia-smi) it runs what a CPU can (1, 2 as skips, 3 on the transformers
 # backend) and says what it skipped.
 set -uo pipefail

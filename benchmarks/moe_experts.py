@@ -125,7 +125,7 @@ def main() -> None:
         """Run a forward; "padded" forces grouped_forward's padded layout (what an RTX 3090/4090 runs for
         decode steps), "grouped" its torch._grouped_mm layout."""
         if name in ("grouped", "padded"):
-            moe_4bit.layout = lambda device, dtype_, tokens: name
+            moe_4bit.layout = lambda device, tokens: name
         try:
             return fn(*a)
         finally:

@@ -309,7 +309,8 @@ def check_hardware(cfg: Config, src: ModelSource) -> Iterator[Check]:
                           config=src.config, batch=_batch_for(cfg, n))
     form = m.quantization if m.quantization != "none" else gpu_dtype
     need = (f"on CUDA in {form}: ~{est.minimum_gib:.1f} GiB of GPU memory (weights {est.weights_gib:.1f} "
-            f"+ KV cache {est.kv_gib_batch1:.2f} per prompt + CUDA {est.overhead_gib:.0f}), "
+            f"+ KV cache {est.kv_gib_batch1:.2f} per prompt + CUDA {est.overhead_gib:.0f}"
+            + (f" + experts forward {est.experts_work_gib:.2f}" if est.experts_work_gib else "") + "), "
             f"~{est.comfortable_gib:.1f} GiB to answer {est.batch} prompts at once")
     if m.quantization == "8bit" and p.experts:
         yield Check("FAIL", "moe", f"8-bit: bitsandbytes' int8 only converts nn.Linear layers, so the fused MoE experts "

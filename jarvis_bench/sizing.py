@@ -178,16 +178,17 @@ class MemoryEstimate:
     kv_gib_full: float
     overhead_gib: float
     batch: int
+    experts_work_gib: float = 0.0  # a 4-bit MoE layer's experts dequantized at once by the grouped forward
 
     @property
     def minimum_gib(self) -> float:
         """Enough to run with batch 1 (the batch halves down to 1 on out-of-memory)."""
-        return self.weights_gib + self.kv_gib_batch1 + self.overhead_gib
+        return self.weights_gib + self.kv_gib_batch1 + self.overhead_gib + self.experts_work_gib
 
     @property
     def comfortable_gib(self) -> float:
         """Enough to run the whole batch at once."""
-        return self.weights_gib + self.kv_gib_full + self.overhead_gib
+        return self.weights_gib + self.kv_gib_full + self.overhead_gib + self.experts_work_gib
 
 
 def estimate(
@@ -209,7 +210,12 @@ def estimate(
         per_token = max(int(params.active * 3e-5), 32 * 1024)
     kv1 = per_token * CONTEXT_TOKENS / GIB
     overhead = CUDA_CONTEXT_GIB if cuda else 0.5
+    # the grouped experts forward (the default on CUDA) dequantizes one layer's gate_up stack (2/3 of its
+    # expert weights) in the compute dtype at once: from 16 decoding prompts on, every expert of the layer
+    layers = int(_text_config(config or {}).get("num_hidden_layers") or 0)
+    work = params.experts * 2 / 3 / layers * compute_bytes if quantization == "4bit" and cuda and layers else 0.0
     return MemoryEstimate(
+        experts_work_gib=work / GIB,
         weights_gib=weights / GIB,
         unquantized_gib=0.0 if quantization == "none" else (params.total - quantized) * compute_bytes / GIB,
         kv_gib_batch1=kv1,

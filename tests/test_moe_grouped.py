@@ -54,7 +54,7 @@ def _routing(T: int, dtype: torch.dtype, seed: int = 1, *, no_expert: bool = Fal
 def lay(request, monkeypatch):
     """Each layout of the grouped forward, forced (on the CPU it would take torch._grouped_mm; the padded
     batched matmuls are what an RTX 3090/4090 runs for decode steps)."""
-    monkeypatch.setattr(moe_4bit, "layout", lambda device, dtype, tokens: request.param)
+    monkeypatch.setattr(moe_4bit, "layout", lambda device, tokens: request.param)
     return request.param
 
 

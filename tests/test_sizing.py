@@ -105,7 +105,10 @@ def test_estimates_order_and_the_moe_trap():
     p = sizing.count_params(QWEN3_30B_A3B)
     moe = sizing.estimate(p, quantization="4bit", dtype="bfloat16", config=QWEN3_30B_A3B, batch=30)
     assert moe.weights_gib == pytest.approx(15.55, abs=0.01)
-    assert moe.unquantized_gib < 1.2 and 16 < moe.minimum_gib < moe.comfortable_gib < 20
+    assert moe.unquantized_gib < 1.2 and 17 < moe.minimum_gib < moe.comfortable_gib < 20.5
+    # the grouped experts forward dequantizes one layer's gate_up stack at once: 128 x 1536 x 2048 in bf16
+    assert moe.experts_work_gib == pytest.approx(128 * 1536 * 2048 * 2 / sizing.GIB)
+    assert sizing.estimate(p, quantization="4bit", dtype="bfloat16", config=QWEN3_30B_A3B, cuda=False).experts_work_gib == 0
     assert moe.kv_gib_batch1 == pytest.approx(2 * 48 * 4 * 128 * 2 * sizing.CONTEXT_TOKENS / sizing.GIB)
     assert p.experts == 48 * 128 * 3 * 2048 * 768
     # 8-bit: bitsandbytes' int8 converts nn.Linear only, the experts stay bf16 (the backend refuses it)

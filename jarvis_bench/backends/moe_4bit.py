@@ -12,9 +12,10 @@ nothing is patched:
   full-precision stack of one layer at most is ever in memory. Each expert is quantized on its own, so
   one expert can be dequantized without the others.
 - `grouped_forward` (registered as `GROUPED`, `model.moe_forward: "grouped"`, the default on CUDA) runs
-  the same experts in a fixed number of operator calls per layer: tokens sorted by expert once, the hit
-  experts dequantized in one call per projection (`experts_weights`), one grouped matmul per projection
-  and per LoRA factor, one scatter back; no host synchronisation.
+  the same experts in at most 40 operator calls per layer whatever the experts hit: tokens sorted by expert
+  once, the hit experts dequantized in one call per projection (`experts_weights`), one grouped matmul
+  (torch._grouped_mm) or, for decode on a GPU, one padded batched matmul per projection and per LoRA factor
+  (`layout`), one scatter back; no host synchronisation.
 - `experts_forward` (registered as the experts implementation `IMPLEMENTATION`) runs the routed experts
   only, dequantizing each routed expert's slice once per forward — never a whole stack per routed expert —
   and adds the active adapter's expert LoRA there (what `moe_lora.attach` put in `module._jarvis_lora`,
@@ -273,21 +274,20 @@ def _bounds(module: nn.Module, like: torch.Tensor) -> torch.Tensor:
     return b
 
 
-PADDED_MAX_TOKENS = 64  # the padded layout's (hit experts x tokens) rows stay small up to here: decode steps
+PADDED_MAX_TOKENS = 64  # the padded layout's (experts x tokens) rows stay small up to here: decode steps
 
 
-def layout(device: torch.device, dtype: torch.dtype, tokens: int) -> str:
+def layout(device: torch.device, tokens: int) -> str:
     """How `grouped_forward` runs its expert matmuls, decided from shapes alone (no host synchronisation):
-    "grouped" = torch._grouped_mm over the pairs sorted by expert — one kernel on CUDA sm90/sm100 in bf16, and
-    on the CPU torch's loop over the groups (on the host: no synchronisation to pay); "padded" = each hit
-    expert's tokens padded to `tokens` rows and one batched matmul (bmm) per projection — on every other GPU
-    (an RTX 3090/4090), where torch's grouped matmul would copy the offsets to the host and loop over the
-    groups, for decode steps; prefill (more tokens) takes torch's loop, whose one copy per call is nothing
-    beside the prompt's matmuls."""
-    if device.type != "cuda" or tokens > PADDED_MAX_TOKENS:
-        return "grouped"
-    fast = dtype == torch.bfloat16 and torch.cuda.get_device_capability(device)[0] in (9, 10)
-    return "grouped" if fast else "padded"
+    "padded" for decode steps on a GPU (up to PADDED_MAX_TOKENS tokens): each hit expert's tokens padded to
+    `tokens` rows, one batched matmul (bmm) per projection and per LoRA factor, on any GPU — torch's grouped
+    matmul is one kernel only in bf16 on sm90/sm100 (not on an RTX 3090/4090), and never for an adapter's
+    float32 LoRA: elsewhere it copies the offsets to the host and loops over the groups. "grouped" =
+    torch._grouped_mm over the pairs sorted by expert for prefill on a GPU (its one copy per call is nothing
+    beside a prompt's matmuls, and padding to the prompt's length would multiply them) and on the CPU (its
+    loop runs on the host: nothing to copy). Whether bf16 on sm90 should take grouped for decode too is what
+    benchmarks/gpu_check.sh settles (it times both)."""
+    return "padded" if device.type == "cuda" and tokens <= PADDED_MAX_TOKENS else "grouped"
 
 
 def grouped_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
@@ -313,7 +313,7 @@ def grouped_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: t
     experts = None if T * K >= E else torch.nonzero_static(counts, size=T * K, fill_value=E - 1).reshape(-1)
     lora = getattr(self, "_jarvis_lora", {}).get(getattr(self, "_jarvis_active", None))
     valid = sorted_e < E
-    if layout(hidden_states.device, hidden_states.dtype, T) == "padded":
+    if layout(hidden_states.device, T) == "padded":
         out = _padded(self, hidden_states[token], sorted_e, ends, experts, valid, T, lora)
     else:
         out = _grouped(self, hidden_states[token], ends, experts, lora)
