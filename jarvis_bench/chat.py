@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .config import Config, PromptSpec
@@ -43,3 +44,25 @@ def token_ids(tokenizer: Any, text: str) -> list[int]:
     start with BOS), so none is added: tokenizing with `add_special_tokens=True`, as vLLM does for a text
     prompt, would give those models a second BOS and different answers than the transformers backend."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def decoder(tokenizer: Any) -> Callable[[Sequence[int]], str]:
+    """The text of generated token ids, as the scorer must read it: special tokens dropped (end of turn,
+    padding, control tokens) except the markers of tool calls and reasoning blocks (`toolcalls.MARKERS`,
+    `text.REASONING_BLOCKS`). Mistral's `[TOOL_CALLS]`/`[ARGS]`/`[THINK]` and Llama 4's
+    `<|python_start|>` are special tokens: `skip_special_tokens=True` would erase them and leave a call's
+    bare JSON, or a reasoning block's text, in the answer."""
+    from .text import REASONING_BLOCKS
+    from .toolcalls import MARKERS
+
+    kept = {*MARKERS, *(tag for o, c, _ in REASONING_BLOCKS for tag in (o, c))}
+    specials = {i: getattr(t, "content", str(t)) for i, t in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items()
+                if getattr(t, "special", True)}
+    for i in getattr(tokenizer, "all_special_ids", None) or ():
+        specials.setdefault(i, str(tokenizer.convert_ids_to_tokens(i)))
+    dropped = frozenset(i for i, s in specials.items() if s not in kept)
+
+    def decode(ids: Sequence[int]) -> str:
+        return tokenizer.decode([i for i in ids if i not in dropped], skip_special_tokens=False)
+
+    return decode

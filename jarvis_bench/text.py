@@ -9,7 +9,18 @@ from collections.abc import Iterable
 
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 _SPACES = re.compile(r"\s+")
-_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
+
+#: Reasoning blocks, removed before anything is scored: (opening, closing, whether a closing tag alone ends a
+#: block the chat template opened in the prompt). What vLLM's and SGLang's reasoning parsers split off.
+REASONING_BLOCKS: tuple[tuple[str, str, bool], ...] = (
+    ("<think>", "</think>", True),  # Qwen3, DeepSeek R1/V3, GLM-4.5, MiniMax-M2
+    ("[THINK]", "[/THINK]", True),  # Magistral (Mistral)
+    ("<seed:think>", "</seed:think>", True),  # Seed-OSS
+    ("\u25c1think\u25b7", "\u25c1/think\u25b7", True),  # Kimi: ◁think▷ … ◁/think▷
+    ("<|channel|>analysis<|message|>", "<|end|>", False),  # gpt-oss (harmony): <|end|> closes any message
+)
+_BLOCKS = tuple((re.compile(re.escape(o) + r".*?(?:" + re.escape(c) + r"|$)", re.DOTALL), o, c, stray)
+                for o, c, stray in REASONING_BLOCKS)
 
 
 def clip(text: str, limit: int) -> tuple[str, int]:
@@ -47,22 +58,25 @@ def words(text: str) -> list[str]:
 
 
 def strip_thinking(text: str) -> tuple[str, int]:
-    """Remove <think>…</think> blocks (and an unterminated trailing one).
+    """Remove reasoning blocks (`REASONING_BLOCKS`: <think>…</think>, [THINK]…[/THINK], …), an unterminated
+    trailing one included.
 
     Returns the answer without them and the number of characters removed (0 = none).
     A stray closing tag (the template opened the block in the prompt) drops what precedes it.
     """
     removed = 0
-    if "</think>" in text and "<think>" not in text.split("</think>", 1)[0]:
-        head, text = text.split("</think>", 1)
-        removed += len(head) + len("</think>")
 
     def _drop(m: re.Match[str]) -> str:
         nonlocal removed
         removed += len(m.group(0))
         return ""
 
-    text = _THINK.sub(_drop, text)
+    for block, opening, closing, stray in _BLOCKS:
+        if stray and closing in text and opening not in text.split(closing, 1)[0]:
+            head, text = text.split(closing, 1)
+            removed += len(head) + len(closing)
+        if opening in text:
+            text = block.sub(_drop, text)
     return text.strip(), removed
 
 

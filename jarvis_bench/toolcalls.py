@@ -4,7 +4,7 @@
 their position in the answer. A malformed attempt (truncated JSON, an unclosed `tool(`) is kept with
 the reason it cannot be executed — never rescued from the prose around it. What is not an attempt:
 a tool named in prose, the JSON schema of a tool (an echo of the tool list), the system prompt's
-`{"name": ..., "arguments": {...}}` placeholder echoed back. Think blocks are the caller's business
+`{"name": ..., "arguments": {...}}` placeholder echoed back. Reasoning blocks are the caller's business
 (`text.strip_thinking`).
 
 The formats, each found by one finder of `FORMATS`, in this order (a span one finder takes is hidden
@@ -13,11 +13,16 @@ from the next ones):
 | form       | what it looks like                                                       | written by          |
 |------------|--------------------------------------------------------------------------|---------------------|
 | `hermes`   | `<tool_call>{"name": "x", "arguments": {...}}</tool_call>` (end tag optional at the end) | Qwen2.5/Qwen3, Hermes |
-| `mistral`  | `[TOOL_CALLS] [{"name": "x", "arguments": {...}}]`, `[TOOL_CALLS]x[ARGS]{...}` | Mistral          |
+| `mistral`  | `[TOOL_CALLS] [{"name": "x", "arguments": {...}}]`, `[TOOL_CALLS]x[ARGS]{...}`, `[TOOL_CALLS]x{...}` (v11, [ARGS] stripped) | Mistral |
 | `function` | `<function=x>{...}</function>`                                            | Llama 3.1 (custom)  |
+| `llama4`   | `<|python_start|>[x(a="b"), y()]<|python_end|>` (end tag optional at the end), any tool name | Llama 4 |
 | `openai`   | `{"tool_calls": [{"type": "function", "function": {"name", "arguments": "<json>"}}]}`, `{"type": "function", "function": {...}}` | GPT-style endpoints |
 | `json`     | `{"name"/"tool": "x", "arguments"/"args"/"parameters": {...}}`, bare or in a ``` fence, or a list of them | most chat models |
-| `pythonic` | `x(a="b")` or `[x(), y(n=1)]` standing on its own (the whole answer, a line, a code span) — catalog tools only, parsed with `ast` | Llama 3.2, BFCL-style |
+| `pythonic` | `x(a="b")` or `[x(), y(n=1)]` standing on its own (the whole answer, a line, a code span), or a bracketed list `[x(a=[1, 2])]` anywhere, inside a sentence too — catalog tools only, parsed with `ast`; runs before `json` | Llama 3.2, BFCL-style |
+
+In a call block (`<tool_call>`, after `[TOOL_CALLS]`) a JSON list's stray elements (a string, a number) are
+skipped and its call objects kept. Reasoning blocks of every model (`text.REASONING_BLOCKS`) are removed
+before parsing.
 """
 
 from __future__ import annotations
@@ -109,12 +114,18 @@ def _from_object(obj: dict[str, Any]) -> list[tuple[str | None, dict[str, Any], 
     return [(name, args, why)]
 
 
-def _from_value(value: Any) -> list[tuple[str | None, dict[str, Any], str | None]]:
+def _from_value(value: Any, *, block: bool = False) -> list[tuple[str | None, dict[str, Any], str | None]]:
+    """The calls a JSON value holds. In a call block (`block`: a <tool_call> body, what follows
+    [TOOL_CALLS]) a list's elements that are not objects (a stray string, a number) are skipped; bare in
+    prose, such a list is data."""
     if isinstance(value, dict):
         return _from_object(value)
     if isinstance(value, list) and value:
+        items = [x for x in value if isinstance(x, dict)] if block else value
+        if not items:
+            raise _NotACall
         out = []
-        for item in value:
+        for item in items:
             if not isinstance(item, dict):
                 raise _NotACall
             out.extend(_from_object(item))
@@ -167,7 +178,7 @@ def _calls_in_block(content: str, form: str, start: int, end: int) -> list[ToolC
         return [ToolCall(None, {}, form, start, end, "empty call block")]
     try:
         value = json.loads(body)
-        found = _from_value(value)
+        found = _from_value(value, block=True)
     except json.JSONDecodeError:
         named = _NAME_IN_TEXT.search(body)
         why = "truncated JSON" if _json_end(body, 0) == len(body) and body[-1:] not in "}]" else "invalid JSON"
@@ -181,10 +192,14 @@ def _calls_in_block(content: str, form: str, start: int, end: int) -> list[ToolC
 
 Finder = Callable[[str, Collection[str]], Iterator[tuple[int, int, list[ToolCall]]]]
 
+#: The special tokens the formats above are written with: an answer is decoded with them kept (`chat.decoder`);
+#: Mistral's and Llama 4's tokenizers mark them special, and skip_special_tokens=True would erase them.
+MARKERS = ("<tool_call>", "</tool_call>", "[TOOL_CALLS]", "[ARGS]", "[CALL_ID]", "<|python_start|>", "<|python_end|>")
 _HERMES = re.compile(r"<tool_call>(.*?)(?:</tool_call>|(?=<tool_call>)|\Z)", re.DOTALL)
 _FUNCTION = re.compile(r"<function=([^>\s]+)>(.*?)(?:</function>|(?=<function=)|\Z)", re.DOTALL)
 _MISTRAL = re.compile(r"\[TOOL_CALLS\]")
-_MISTRAL_NAMED = re.compile(r"\s*([A-Za-z_][\w.\-]*)(?:\[CALL_ID\][\w\-]*)?\[ARGS\]")
+# name[ARGS]{…}, or name{…} once a server has stripped the [ARGS] special token from the text (Mistral v11)
+_MISTRAL_NAMED = re.compile(r"\s*([A-Za-z_][\w.\-]*)(?:\[CALL_ID\][\w\-]*)?(?:\[ARGS\]|(?=\{))")
 
 
 def _hermes(text: str, names: Collection[str]) -> Iterator[tuple[int, int, list[ToolCall]]]:
@@ -217,7 +232,7 @@ def _mistral(text: str, names: Collection[str]) -> Iterator[tuple[int, int, list
             yield m.start(), done, _calls_in_block(text[i:done], "mistral", m.start(), done)
             continue
         calls, end = [], m.end()
-        while named := _MISTRAL_NAMED.match(text, end):  # [TOOL_CALLS]name[ARGS]{…}  (several may follow)
+        while named := _MISTRAL_NAMED.match(text, end):  # [TOOL_CALLS]name[ARGS]{…}, name{…} (several may follow)
             a = named.end()
             b = _json_end(text, a) if text[a:a + 1] in "{[" else a
             try:
@@ -308,10 +323,14 @@ def _literal(node: ast.expr) -> Any:
         raise SyntaxError(f"{ast.unparse(node)} is not a literal") from None
 
 
-def _pythonic_call(node: ast.expr, names: Collection[str], params: dict[str, list[str]]) -> tuple[str, dict[str, Any]]:
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names):
+def _pythonic_call(node: ast.expr, names: Collection[str] | None, params: dict[str, list[str]]
+                   ) -> tuple[str, dict[str, Any]]:
+    """(name, arguments) of a call node; _NotACall unless it calls a plain name (in `names`, when given)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
         raise _NotACall
     name = node.func.id
+    if names is not None and name not in names:
+        raise _NotACall
     args: dict[str, Any] = {}
     order = params.get(name, [])
     if len(node.args) > len(order):
@@ -325,45 +344,110 @@ def _pythonic_call(node: ast.expr, names: Collection[str], params: dict[str, lis
     return name, args
 
 
+def _pythonic_calls(tree: ast.expr, names: Collection[str] | None, params: dict[str, list[str]], form: str,
+                    start: int, end: int) -> list[ToolCall]:
+    """The calls of a parsed call or list of calls ([] when one element is not a call: prose, data)."""
+    nodes = tree.elts if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
+    calls = []
+    for node in nodes:
+        try:
+            name, args = _pythonic_call(node, names, params)
+            calls.append(ToolCall(name, args, form, start, end))
+        except _NotACall:
+            return []
+        except SyntaxError as exc:
+            fn = node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else None
+            calls.append(ToolCall(fn, {}, form, start, end, f"arguments are not literals ({exc})"))
+    return calls
+
+
+def _parse_python(code: str) -> ast.expr | None:
+    try:
+        return ast.parse(code, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: a NUL byte
+        return None
+
+
+def _lists_in_prose(text: str, names: Collection[str], params: dict[str, list[str]]
+                    ) -> Iterator[tuple[int, int, list[ToolCall]]]:
+    """Bracketed lists of catalog calls anywhere, inside a sentence too ("Voici : [mute_tool()] ..."), as
+    SGLang's and vLLM's pythonic parsers read them; not inside a quoted string (a JSON value). A list cut off
+    at the end of the answer is an unclosed attempt."""
+    head = re.compile(r"\[\s*(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")\(")
+    i = 0
+    while m := head.search(text, i):
+        k = m.start() - 1
+        while k >= 0 and text[k] in " \t":
+            k -= 1
+        if k >= 0 and text[k] in "\"'":
+            i = m.end()
+            continue
+        end = _bracket_end(text, m.start(), "[({", "])}")
+        if end is None:  # runs to the end of the answer: cut off
+            yield m.start(), len(text), [ToolCall(m.group(1), {}, "pythonic", m.start(), len(text), "unclosed call")]
+            return
+        tree = _parse_python(text[m.start():end])
+        calls = _pythonic_calls(tree, names, params, "pythonic", m.start(), end) if tree is not None else []
+        if calls:
+            yield m.start(), end, calls
+        i = end if calls else m.end()
+
+
 def pythonic_finder(params: dict[str, list[str]]) -> Finder:
     """The pythonic finder for a catalog: `params` maps each tool to its parameter names, in order
-    (for positional arguments)."""
+    (for positional arguments). A call standing on its own (a line, a code span), then a bracketed list of
+    calls anywhere."""
 
     def find(text: str, names: Collection[str]) -> Iterator[tuple[int, int, list[ToolCall]]]:
-        head = re.compile(r"\[?\s*(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")\(") \
-            if names else None
+        if not names:
+            return
+        head = re.compile(r"\[?\s*(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")\(")
+        taken = []
         for off, seg in _segments(text):
-            if head is None or not head.match(seg):
+            if not head.match(seg):
                 continue
             end = off + len(seg)
-            try:
-                tree = ast.parse(seg, mode="eval").body
-            except SyntaxError:
+            tree = _parse_python(seg)
+            if tree is None:
                 if _bracket_end(seg, seg.find("("), "(", ")") is None:  # never closed: cut off or broken
+                    taken.append((off, end))
                     yield off, end, [ToolCall(head.match(seg).group(1), {}, "pythonic", off, end, "unclosed call")]
-                continue  # closed, then more words: a call inside a sentence is prose
-            nodes = tree.elts if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
-            calls = []
-            for node in nodes:
-                try:
-                    name, args = _pythonic_call(node, names, params)
-                    calls.append(ToolCall(name, args, "pythonic", off, end))
-                except _NotACall:
-                    calls = []
-                    break
-                except SyntaxError as exc:
-                    fn = node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else None
-                    calls.append(ToolCall(fn, {}, "pythonic", off, end, f"arguments are not literals ({exc})"))
+                continue  # closed, then more words: a call inside a sentence is prose (unless bracketed: below)
+            calls = _pythonic_calls(tree, names, params, "pythonic", off, end)
             if calls:
+                taken.append((off, end))
                 yield off, end, calls
+        for a, b in taken:
+            text = text[:a] + " " * (b - a) + text[b:]
+        yield from _lists_in_prose(text, names, params)
 
     return find
+
+
+_PYTHON_BLOCK = re.compile(r"<\|python_start\|>(.*?)(?:<\|python_end\|>|(?=<\|python_start\|>)|\Z)", re.DOTALL)
+
+
+def _llama4(text: str, names: Collection[str]) -> Iterator[tuple[int, int, list[ToolCall]]]:
+    """Llama 4: <|python_start|>[name(…), …]<|python_end|> (end tag optional at the end), whatever tool it
+    names (it is a call block, like <tool_call>). Positional arguments are not named here (no catalog)."""
+    for m in _PYTHON_BLOCK.finditer(text):
+        body = _strip_fence(m.group(1))
+        tree = _parse_python(body) if body else None
+        calls = _pythonic_calls(tree, None, {}, "llama4", m.start(), m.end()) if tree is not None else []
+        if not calls:
+            named = re.match(r"\[?\s*([A-Za-z_]\w*)\(", body)
+            why = "empty call block" if not body else "not a python call"
+            calls = [ToolCall(named.group(1) if named else None, {}, "llama4", m.start(), m.end(), why)]
+        yield m.start(), m.end(), calls
 
 
 FORMATS: tuple[tuple[str, Finder], ...] = (
     ("hermes", _hermes),
     ("mistral", _mistral),
     ("function", _function_tags),
+    ("llama4", _llama4),
+    # ("pythonic", pythonic_finder(catalog)) runs here, before the JSON finder: a list or dict argument of a
+    # pythonic call is valid JSON that the JSON finder would take as data and hide
     ("json", _json),  # also the OpenAI shapes
 )
 
@@ -375,7 +459,9 @@ def parse(answer: str, params: dict[str, list[str]]) -> tuple[list[ToolCall], st
     catalog tools, and their positional arguments are named from it)."""
     text = answer
     calls: list[ToolCall] = []
-    for _, finder in (*FORMATS, ("pythonic", pythonic_finder(params))):
+    finders = list(FORMATS)
+    finders.insert(len(finders) - 1, ("pythonic", pythonic_finder(params)))
+    for _, finder in finders:
         for start, end, found in list(finder(text, params.keys())):
             calls.extend(found)
             text = text[:start] + " " * (end - start) + text[end:]

@@ -158,9 +158,9 @@ def recommendations(name: str, cmp: dict[str, Any], verdict: dict[str, Any], cou
                         "that JARVIS cannot execute: see `malformed_calls` in the JSON; train the exact format, or raise "
                         "max_new_tokens if calls are cut off."))
     if counts.get("thinking"):
-        out.append(_rec("thinking", f"{counts['thinking']} réponses contenaient un bloc <think> (retiré) : vérifier "
-                        "enable_thinking.", f"{counts['thinking']} answers contained a <think> block (stripped): check "
-                        "enable_thinking."))
+        out.append(_rec("thinking", f"{counts['thinking']} réponses contenaient un bloc de raisonnement (<think>, "
+                        "[THINK]…), retiré : vérifier enable_thinking.", f"{counts['thinking']} answers contained a "
+                        "reasoning block (<think>, [THINK]…), stripped: check enable_thinking."))
     if counts.get("errors"):
         out.append(_rec("errors", f"{counts['errors']} réponses en erreur (non notées) : relancer pour les régénérer.",
                         f"{counts['errors']} answers failed (not scored): rerun to regenerate them."))

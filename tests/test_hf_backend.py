@@ -354,3 +354,29 @@ def test_two_gpus_rows_leave_sliding_window_layers(demo_base, tmp_path):
         got, stats = decode.greedy(two, prompts, max_new_tokens=16, eos_ids=eos, pad_id=0)
     assert stats.row_steps < stats.steps * len(prompts)  # rows did leave
     assert [r.tokens for r in got] == [r.tokens for r in want]
+
+
+def test_answers_keep_the_special_tokens_calls_and_reasoning_are_written_with(demo_base):
+    """Mistral's [TOOL_CALLS]/[THINK] and Llama 4's <|python_start|> are special tokens: decoding with
+    skip_special_tokens=True erases them, leaving a call's bare arguments or the reasoning in the answer.
+    The backends decode with those markers kept and every other special token (end of turn, control
+    tokens) dropped."""
+    from transformers import AutoTokenizer
+
+    from jarvis_bench import toolcalls
+    from jarvis_bench.text import strip_thinking
+
+    tok = AutoTokenizer.from_pretrained(demo_base)
+    tok.add_special_tokens({"additional_special_tokens": [
+        "[TOOL_CALLS]", "[ARGS]", "[THINK]", "[/THINK]", "<|python_start|>", "<|python_end|>", "<SPECIAL_42>"]})
+    said = ('[THINK]Il veut couper le son.[/THINK]Son coupé.[TOOL_CALLS]mute_tool[ARGS]{}<SPECIAL_42>'
+            '<|python_start|>[lock_screen_tool()]<|python_end|><|im_end|>')
+    ids = tok(said, add_special_tokens=False)["input_ids"]
+    erased = tok.decode(ids, skip_special_tokens=True)
+    assert "[TOOL_CALLS]" not in erased and "Il veut couper" in erased  # what the backends decoded before
+    text = chat.decoder(tok)(ids)
+    assert text == ('[THINK]Il veut couper le son.[/THINK]Son coupé.[TOOL_CALLS]mute_tool[ARGS]{}'
+                    '<|python_start|>[lock_screen_tool()]<|python_end|>')
+    answer, removed = strip_thinking(text)
+    calls, _ = toolcalls.parse(answer, {"mute_tool": [], "lock_screen_tool": []})
+    assert removed and [(c.name, c.form) for c in calls] == [("mute_tool", "mistral"), ("lock_screen_tool", "llama4")]

@@ -14,6 +14,15 @@ from jarvis_bench.text import fold, normalize, overlaps, strip_thinking
         ("<think>réflexion sans fin", "", 25),
         ("raisonnement ouvert par le template</think>Réponse", "Réponse", 43),
         ("A <think>x</think> B <think>y</think> C", "A  B  C", 32),
+        # the other models' reasoning blocks (text.REASONING_BLOCKS)
+        ("[THINK]appeler mute_tool ? [TOOL_CALLS]mute_tool{}[/THINK]Je baisse.", "Je baisse.", 58),
+        ("le template a ouvert… puis[/THINK] Voilà", "Voilà", 34),
+        ("[THINK]toujours en train de réfléchir", "", 37),
+        ("<seed:think>monter</seed:think>OK", "OK", 31),
+        ("\u25c1think\u25b7trop fort\u25c1/think\u25b7Je baisse.", "Je baisse.", 24),
+        ("<|channel|>analysis<|message|>pas d'outil<|end|>Avec plaisir", "Avec plaisir", 48),
+        ("Avec plaisir<|end|>", "Avec plaisir<|end|>", 0),  # <|end|> ends any gpt-oss message: not a stray close
+        ("<think>a</think>[THINK]b[/THINK]c", "c", 32),
     ],
 )
 def test_strip_thinking(raw, answer, removed):

@@ -38,6 +38,9 @@ CASES = {
         # the system prompt's format example echoed back is not an attempt
         ('puis appelle l\'outil adapté avec <tool_call>{"name": ..., "arguments": {...}}</tool_call>.', []),
         ('<tool_call>{"name": "made_up_tool", "arguments": {}}</tool_call>', [call("made_up_tool")]),
+        # a JSON list with a stray element: the call objects count; nothing but strays is not a call
+        ('<tool_call>[7, {"name": "gpu_status_tool", "arguments": {}}]</tool_call>', [call("gpu_status_tool")]),
+        ('<tool_call>["rien", null]</tool_call>', [call(None, malformed=True)]),
     ],
     "mistral": [
         ('[TOOL_CALLS] [{"name": "mute_tool", "arguments": {}}]', [call("mute_tool")]),
@@ -48,6 +51,22 @@ CASES = {
         ('[TOOL_CALLS]mute_tool[ARGS]{}[TOOL_CALLS]lock_screen_tool[ARGS]{}', [call("mute_tool"), call("lock_screen_tool")]),
         ('[TOOL_CALLS] [{"name": "mute_tool", "argu', [call("mute_tool", malformed=True)]),
         ("[TOOL_CALLS]", [call(None, malformed=True)]),
+        # v11 once the server stripped [ARGS]: name{json}, one or several, prose with a stray brace before
+        ('[TOOL_CALLS]weather_tool{"city": "Lyon"}', [call("weather_tool", {"city": "Lyon"})]),
+        ('[TOOL_CALLS]mute_tool{}[TOOL_CALLS]timer_tool{"minutes": 3}', [call("mute_tool"), call("timer_tool", {"minutes": 3})]),
+        ('Je regarde } puis { ça : [TOOL_CALLS]screenshot_tool{}', [call("screenshot_tool")]),
+        ('[TOOL_CALLS]timer_tool{"minutes": ', [call("timer_tool", malformed=True)]),
+        # a list with a stray element: the call objects count
+        ('[TOOL_CALLS] [{"name": "mute_tool", "arguments": {}}, "fin"]', [call("mute_tool")]),
+    ],
+    "llama4": [
+        ("<|python_start|>[lock_screen_tool()]<|python_end|>", [call("lock_screen_tool")]),
+        ('Je lance le minuteur.<|python_start|>[timer_tool(minutes=12), mute_tool()]',
+         [call("timer_tool", {"minutes": 12}), call("mute_tool")]),
+        ('<|python_start|>weather_tool(city="Nice")<|python_end|>', [call("weather_tool", {"city": "Nice"})]),
+        ("<|python_start|>[not_in_catalog(x=1)]<|python_end|>", [call("not_in_catalog", {"x": 1})]),  # a call block
+        ("<|python_start|>[mute_tool(<|python_end|>", [call("mute_tool", malformed=True)]),
+        ("<|python_start|><|python_end|>", [call(None, malformed=True)]),
     ],
     "function": [
         ('<function=weather_tool>{"city": "Paris"}</function>', [call("weather_tool", {"city": "Paris"})]),
@@ -97,6 +116,18 @@ CASES = {
         ("open_app_tool(app=1+1)", [call("open_app_tool", malformed=True)]),
         ("unknown_thing(x=1)", []),  # only catalog tools
         ("print(x)", []),
+        # list and dict arguments (valid JSON inside: the JSON finder must not take them as data first)
+        ('[play_music_tool(query="rock", extra=[1, 2])]', [call("play_music_tool", {"query": "rock", "extra": [1, 2]})]),
+        ('timer_tool(minutes=8, label={"lieu": "four", "rappels": [1, 2]})',
+         [call("timer_tool", {"minutes": 8, "label": {"lieu": "four", "rappels": [1, 2]}})]),
+        # a bracketed list inside a sentence is a call (SGLang reads it); two lists joined by words: both
+        ("Pour la session : [lock_screen_tool()] c'est fait.", [call("lock_screen_tool")]),
+        ('[weather_tool(city="Brest")] Il pleut sûrement.', [call("weather_tool", {"city": "Brest"})]),
+        ("[mute_tool()] puis [screenshot_tool()]", [call("mute_tool"), call("screenshot_tool")]),
+        ('Je vais fermer : [close_app_tool(app="steam"', [call("close_app_tool", malformed=True)]),
+        ('Le texte "[mute_tool()]" est un exemple.', []),  # quoted: a string, not a call
+        ("Voir [notes(x)] et [1, 2].", []),  # not catalog tools
+        ("Je peux utiliser [mute_tool] si besoin.", []),  # a name in brackets, no call
     ],
     "none": [
         ("", []),

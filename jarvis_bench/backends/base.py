@@ -44,7 +44,7 @@ class Generation:
     tokens: int = 0
     latency_s: float = 0.0
     truncated: bool = False
-    thinking_chars: int = 0  # characters of <think>…</think> stripped from the answer (0 = none)
+    thinking_chars: int = 0  # characters of reasoning blocks (<think>…</think>, [THINK]…) stripped from the answer (0 = none)
     batch_size: int = 1
     error: str | None = None
     cached: bool = field(default=False, compare=False)

@@ -28,6 +28,7 @@ from typing import Any
 
 from .. import gpu
 from ..adapters import Variant
+from ..chat import decoder as answer_decoder
 from ..chat import render as render_chat
 from ..chat import token_ids as chat_token_ids
 from ..chat import tools as tool_schemas
@@ -468,13 +469,14 @@ class TransformersBackend(Backend):
         import torch
 
         tok = self.tokenizer
+        text_of = answer_decoder(tok)
         max_new = self.cfg.generation.max_new_tokens
         stats = decode.Stats()
         t0 = time.perf_counter()
         with torch.inference_mode(), self._select(variant):
             for i, row in decode.stream(self.model, [self.token_ids(r) for r in batch], max_new_tokens=max_new,
                                         eos_ids=eos, pad_id=tok.pad_token_id, stats=stats):
-                text, thinking = strip_thinking(tok.decode(row.tokens, skip_special_tokens=True))
+                text, thinking = strip_thinking(text_of(row.tokens))
                 yield Generation(
                     prompt_id=batch[i].prompt_id,
                     variant=variant.name,

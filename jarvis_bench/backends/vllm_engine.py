@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..adapters import Variant
+from ..chat import decoder as answer_decoder
 from ..chat import render as render_chat
 from ..chat import token_ids as chat_token_ids
 from ..chat import tools as tool_schemas
@@ -417,9 +418,10 @@ class VllmBackend(Backend):
         outputs = llm.generate(self.prompts(requests), SamplingParams(**sampling_kwargs(self.cfg)),
                                lora_request=lora, use_tqdm=False)
         per = round((time.perf_counter() - t0) / max(len(requests), 1), 3)
+        text_of = answer_decoder(self.tokenizer)  # vLLM's text would have lost [TOOL_CALLS], [THINK], …
         for r, out in zip(requests, outputs):
             o = out.outputs[0]
-            text, thinking = strip_thinking(o.text)
+            text, thinking = strip_thinking(text_of(o.token_ids))
             yield Generation(prompt_id=r.prompt_id, variant=variant.name, response=text, tokens=len(o.token_ids),
                              latency_s=per, truncated=o.finish_reason == "length", thinking_chars=thinking,
                              batch_size=len(requests))
