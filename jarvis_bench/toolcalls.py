@@ -250,15 +250,45 @@ def _mistral(text: str, names: Collection[str]) -> Iterator[tuple[int, int, list
         yield m.start(), end, calls
 
 
+# What may follow the opening bracket of a JSON value: a key or the end of an object, any value in a list.
+_OPENING = re.compile(r"[\[{]")
+_JSON_START = re.compile(r"""\{\s*["'}]|\[\s*[\[{"'\d\-\]tfn]""")
+
+
+def _decode_at(dec: json.JSONDecoder, text: str, i: int) -> tuple[Any, int]:
+    """`dec.raw_decode(text, i)` in a window that doubles until the value ends or fails inside it: a failed
+    raw_decode on the whole text costs O(i) (its error counts the lines before i), which made answers full of
+    JSON-like starts quadratic. A JSON value ends where its last bracket closes: decoded in a window that
+    holds it, it is the same value."""
+    w = 4096
+    while True:
+        doc = text[i:i + w]
+        try:
+            value, end = dec.raw_decode(doc)
+            return value, i + end
+        except json.JSONDecodeError as exc:
+            cut = exc.pos >= len(doc) - 8 or exc.msg.startswith("Unterminated string")
+            if i + len(doc) >= len(text) or not cut:
+                raise
+        w *= 2
+
+
 def _json(text: str, names: Collection[str]) -> Iterator[tuple[int, int, list[ToolCall]]]:
     dec = json.JSONDecoder()
     i = 0
     while True:
-        i = min((k for k in (text.find("{", i), text.find("[", i)) if k != -1), default=-1)
-        if i == -1:
+        m = _OPENING.search(text, i)
+        if m is None:
             return
+        i = m.start()
+        if not _JSON_START.match(text, i):  # "[THINK]", "{x}": not JSON, and raw_decode's error would cost O(i)
+            i += 1
+            continue
         try:
-            value, end = dec.raw_decode(text, i)
+            value, end = _decode_at(dec, text, i)
+        except RecursionError:  # nested a thousand deep: data, and nothing inside it is a call
+            i = _json_end(text, i)
+            continue
         except json.JSONDecodeError:
             if text[i] == "{" and _CALL_START.match(text, i):
                 end = _json_end(text, i)
@@ -390,7 +420,7 @@ def _lists_in_prose(text: str, names: Collection[str], params: dict[str, list[st
         calls = _pythonic_calls(tree, names, params, "pythonic", m.start(), end) if tree is not None else []
         if calls:
             yield m.start(), end, calls
-        i = end if calls else m.end()
+        i = end  # a list that is not a list of calls is data, what it nests too (and each span is read once)
 
 
 def pythonic_finder(params: dict[str, list[str]]) -> Finder:
@@ -417,9 +447,7 @@ def pythonic_finder(params: dict[str, list[str]]) -> Finder:
             if calls:
                 taken.append((off, end))
                 yield off, end, calls
-        for a, b in taken:
-            text = text[:a] + " " * (b - a) + text[b:]
-        yield from _lists_in_prose(text, names, params)
+        yield from _lists_in_prose(_blank(text, taken), names, params)
 
     return find
 
@@ -462,8 +490,23 @@ def parse(answer: str, params: dict[str, list[str]]) -> tuple[list[ToolCall], st
     finders = list(FORMATS)
     finders.insert(len(finders) - 1, ("pythonic", pythonic_finder(params)))
     for _, finder in finders:
-        for start, end, found in list(finder(text, params.keys())):
+        spans = []
+        for start, end, found in finder(text, params.keys()):
             calls.extend(found)
-            text = text[:start] + " " * (end - start) + text[end:]
+            spans.append((start, end))
+        text = _blank(text, spans)
     calls.sort(key=lambda c: c.start)
     return calls, text
+
+
+def _blank(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with each span replaced by as many spaces, rebuilt once (linear in the text, whatever the number
+    of spans)."""
+    out, pos = [], 0
+    for start, end in sorted(spans):
+        start = max(start, pos)
+        if end > start:
+            out += [text[pos:start], " " * (end - start)]
+            pos = end
+    out.append(text[pos:])
+    return "".join(out)

@@ -164,3 +164,16 @@ def test_prose_keeps_the_words_and_blanks_the_calls():
     assert len(prose) == len(answer) and "open_app_tool" not in prose
     assert prose.split() == ["J'ouvre", "Chrome.", "Voilà."]
     assert answer[calls[0].start:calls[0].end].startswith("<tool_call>")
+
+
+@pytest.mark.timeout(300)  # a hang guard, not a speed target: quadratic work on these took hours
+@pytest.mark.parametrize("unit", ["[THINK]", "[", "{", '{"a": 1} ', "[x] ", '{"a": ', "[1, ", '{"a" x ', '["a" x\n',
+                                  "[mute_tool(", "<|python_start|>", "[TOOL_CALLS]x{", "[mute_tool(x=y)] "])
+def test_a_megabyte_of_a_repeated_pattern_is_parsed_in_linear_time(unit):
+    """A looping model (or a server ignoring max_tokens) can send megabytes of one pattern: every finder reads
+    the answer a bounded number of times (no error that counts lines from the start at every bracket, no
+    rebuild of the text per call, nothing nested a thousand deep decoded again from each level)."""
+    answer = unit * (1_000_000 // len(unit))
+    calls, prose = parse(answer, PARAMS)
+    assert len(prose) == len(answer)
+    assert all(c.start < c.end for c in calls)
