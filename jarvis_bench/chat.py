@@ -56,8 +56,8 @@ def decoder(tokenizer: Any) -> Callable[[Sequence[int]], str]:
     from .toolcalls import MARKERS
 
     kept = {*MARKERS, *(tag for o, c, _ in REASONING_BLOCKS for tag in (o, c))}
-    specials = {i: getattr(t, "content", str(t)) for i, t in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items()
-                if getattr(t, "special", True)}
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    specials = {i: getattr(t, "content", str(t)) for i, t in added.items() if getattr(t, "special", True)}
     for i in getattr(tokenizer, "all_special_ids", None) or ():
         specials.setdefault(i, str(tokenizer.convert_ids_to_tokens(i)))
     dropped = frozenset(i for i, s in specials.items() if s not in kept)

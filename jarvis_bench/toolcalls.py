@@ -250,8 +250,8 @@ def _mistral(text: str, names: Collection[str]) -> Iterator[tuple[int, int, list
         yield m.start(), end, calls
 
 
-# What may follow the opening bracket of a JSON value: a key or the end of an object, any value in a list.
 _OPENING = re.compile(r"[\[{]")
+# What may follow the opening bracket of a JSON value: a key or the end of an object, any value in a list.
 _JSON_START = re.compile(r"""\{\s*["'}]|\[\s*[\[{"'\d\-\]tfn]""")
 
 
@@ -398,12 +398,17 @@ def _parse_python(code: str) -> ast.expr | None:
         return None
 
 
+def _call_head(names: Collection[str], before: str) -> re.Pattern[str]:
+    """`before` then a catalog tool's name and its opening parenthesis (the longest name first)."""
+    return re.compile(before + "(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")\(")
+
+
 def _lists_in_prose(text: str, names: Collection[str], params: dict[str, list[str]]
                     ) -> Iterator[tuple[int, int, list[ToolCall]]]:
     """Bracketed lists of catalog calls anywhere, inside a sentence too ("Voici : [mute_tool()] ..."), as
     SGLang's and vLLM's pythonic parsers read them; not inside a quoted string (a JSON value). A list cut off
     at the end of the answer is an unclosed attempt."""
-    head = re.compile(r"\[\s*(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")\(")
+    head = _call_head(names, r"\[\s*")
     i = 0
     while m := head.search(text, i):
         k = m.start() - 1
@@ -431,7 +436,7 @@ def pythonic_finder(params: dict[str, list[str]]) -> Finder:
     def find(text: str, names: Collection[str]) -> Iterator[tuple[int, int, list[ToolCall]]]:
         if not names:
             return
-        head = re.compile(r"\[?\s*(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")\(")
+        head = _call_head(names, r"\[?\s*")
         taken = []
         for off, seg in _segments(text):
             if not head.match(seg):
@@ -487,9 +492,7 @@ def parse(answer: str, params: dict[str, list[str]]) -> tuple[list[ToolCall], st
     catalog tools, and their positional arguments are named from it)."""
     text = answer
     calls: list[ToolCall] = []
-    finders = list(FORMATS)
-    finders.insert(len(finders) - 1, ("pythonic", pythonic_finder(params)))
-    for _, finder in finders:
+    for _, finder in (*FORMATS[:-1], ("pythonic", pythonic_finder(params)), FORMATS[-1]):
         spans = []
         for start, end, found in finder(text, params.keys()):
             calls.extend(found)
